@@ -1,0 +1,22 @@
+"""Fixtures shared by the unit tests: the repository root and each notebook's definitions."""
+
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # make notebook_loader importable
+
+from notebook_loader import load_definitions  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def repo_root():
+    return REPO_ROOT
+
+
+@pytest.fixture(scope="session")
+def nb01():
+    """The definitions of 01_architecture.ipynb (classes, functions, imports, constants)."""
+    return load_definitions(REPO_ROOT / "01_architecture.ipynb")
