@@ -1,0 +1,289 @@
+"""02_pretraining's decoding, KV cache, schedule, checkpoints and resuming, on the notebook's own code."""
+
+import math
+from types import SimpleNamespace
+
+import pytest
+import torch
+from torch import nn
+
+VOCAB = 97
+
+
+@pytest.fixture(scope="module")
+def nb02(repo_root):
+    from notebook_loader import load_definitions
+
+    return load_definitions(repo_root / "02_pretraining.ipynb")
+
+
+def tiny_model(nb02, seed=0, **overrides):
+    torch.manual_seed(seed)
+    settings = dict(vocab_size=VOCAB, context_length=16, emb_dim=32, n_heads=4, n_layers=2, drop_rate=0.0)
+    return nb02.GPTModel(nb02.GPTConfig(**{**settings, **overrides})).eval()
+
+
+class CharTokenizer:
+    """One token per character (codes 32..126 -> ids 0..94), enough to drive the training loops."""
+
+    def encode(self, text, allowed_special=()):
+        return [min(max(ord(character) - 32, 0), VOCAB - 1) for character in text]
+
+    def decode(self, ids):
+        return "".join(chr(i + 32) for i in ids)
+
+
+class CountingModel(nn.Module):
+    """A stand-in model whose next token is always (last token + 1) % vocab: its outputs are known."""
+
+    def __init__(self, vocab=10, context_length=8):
+        super().__init__()
+        self.cfg = SimpleNamespace(context_length=context_length, vocab_size=vocab)
+        self.seen_lengths = []
+
+    def forward(self, token_ids):
+        assert token_ids.shape[1] <= self.cfg.context_length, "the prompt must be cropped to the context"
+        self.seen_lengths.append(token_ids.shape[1])
+        return nn.functional.one_hot((token_ids + 1) % self.cfg.vocab_size, self.cfg.vocab_size).float() * 10
+
+
+# --- sampling -----------------------------------------------------------------------------------
+
+def test_greedy_is_argmax(nb02):
+    logits = torch.randn(3, 50)
+    assert torch.equal(nb02.sample_next_token(logits, temperature=0.0), logits.argmax(-1, keepdim=True))
+
+
+def test_top_k_filter_keeps_exactly_k(nb02):
+    logits = torch.randn(4, 30)
+    filtered = nb02.top_k_filter(logits, 5)
+    assert torch.all(torch.isfinite(filtered).sum(-1) == 5)
+    kept = torch.isfinite(filtered)
+    assert torch.equal(kept, torch.zeros_like(kept).scatter(-1, logits.topk(5).indices, True))
+    assert torch.equal(nb02.top_k_filter(logits, 1000), logits)  # k larger than the vocabulary keeps all
+
+
+@pytest.mark.parametrize("top_p", [0.05, 0.3, 0.5, 0.9, 0.999])
+def test_top_p_keeps_the_smallest_set_reaching_p(nb02, top_p):
+    torch.manual_seed(1)
+    probabilities = torch.softmax(2 * torch.randn(6, 40), dim=-1)
+    filtered = nb02.top_p_filter(probabilities, top_p)
+    torch.testing.assert_close(filtered.sum(-1), torch.ones(6))
+    for row, kept in zip(probabilities, filtered):
+        kept_mask = kept > 0
+        kept_mass = row[kept_mask].sum()
+        assert kept_mass >= top_p - 1e-6, "the kept tokens must reach p"
+        assert kept_mass - row[kept_mask].min() < top_p, "dropping the least likely kept token must fall below p"
+        dropped = row[~kept_mask]
+        assert dropped.numel() == 0 or row[kept_mask].min() >= dropped.max(), "the kept tokens are the most likely"
+        torch.testing.assert_close(kept[kept_mask], row[kept_mask] / kept_mass)
+
+
+def test_top_p_edge_values(nb02):
+    probabilities = torch.tensor([[0.5, 0.3, 0.2]])
+    assert torch.equal(nb02.top_p_filter(probabilities, 1e-9), torch.tensor([[1.0, 0.0, 0.0]]))
+    torch.testing.assert_close(nb02.top_p_filter(probabilities, 1.0), probabilities)
+    torch.testing.assert_close(nb02.top_p_filter(probabilities, 0.8), torch.tensor([[0.625, 0.375, 0.0]]))
+
+
+def test_temperature_sharpens_and_flattens(nb02):
+    logits = torch.tensor([[2.0, 1.0, 0.0]])
+    counts = {}
+    for temperature in (0.3, 3.0):
+        generator = torch.Generator().manual_seed(0)
+        draws = torch.cat([nb02.sample_next_token(logits, temperature, generator=generator) for _ in range(2000)])
+        counts[temperature] = torch.bincount(draws.flatten(), minlength=3)
+    assert counts[0.3][0] > 1800  # p = 0.964 at T = 0.3
+    assert 800 < counts[3.0][0] < 1000 and counts[3.0][2] > 400  # p = 0.45 and 0.23 at T = 3
+
+
+# --- generate -----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("options, message", [
+    (dict(temperature=-0.1), "temperature"),
+    (dict(temperature=1.0, top_k=0), "top_k"),
+    (dict(temperature=1.0, top_p=0.0), "top_p"),
+    (dict(temperature=1.0, top_p=1.01), "top_p"),
+])
+def test_generate_rejects_bad_options(nb02, options, message):
+    with pytest.raises(ValueError, match=message):
+        nb02.generate(tiny_model(nb02), torch.tensor([[1, 2]]), 3, **options)
+
+
+def test_generate_rejects_an_empty_prompt(nb02):
+    with pytest.raises(ValueError, match="empty"):
+        nb02.generate(tiny_model(nb02), torch.zeros(1, 0, dtype=torch.long), 3)
+
+
+def test_generate_crops_a_long_prompt(nb02):
+    model = CountingModel(vocab=10, context_length=8)
+    output = nb02.generate(model, torch.arange(20).remainder(10).unsqueeze(0), 3, use_cache=False)
+    assert output.shape == (1, 23) and output[0, -3:].tolist() == [0, 1, 2]
+    assert max(model.seen_lengths) == 8
+
+
+def test_generate_stops_at_the_end_token_and_pads_finished_rows(nb02):
+    model = CountingModel(vocab=10)
+    prompt = torch.tensor([[4], [1]])
+    output = nb02.generate(model, prompt, 10, eos_id=7, use_cache=False)
+    # Row 0 reaches 7 after 3 steps, row 1 after 6; generation stops when both have finished.
+    assert output.tolist() == [[4, 5, 6, 7, 7, 7, 7], [1, 2, 3, 4, 5, 6, 7]]
+
+
+def test_generate_is_repeatable_with_a_seed(nb02):
+    model, prompt = tiny_model(nb02), torch.tensor([[3, 1, 4]])
+    sample = lambda seed: nb02.generate(model, prompt, 12, temperature=1.5, seed=seed)
+    assert torch.equal(sample(7), sample(7))
+    assert not torch.equal(sample(7), sample(8))
+    greedy = nb02.generate(model, prompt, 12)
+    assert torch.equal(nb02.generate(model, prompt, 12, temperature=1.0, top_k=1, seed=7), greedy)
+
+
+# --- KV cache -----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("qkv_bias, tie_weights", [(False, False), (True, True)])
+def test_cached_forward_equals_the_full_forward(nb02, qkv_bias, tie_weights):
+    model = tiny_model(nb02, qkv_bias=qkv_bias, tie_weights=tie_weights)
+    token_ids = torch.randint(0, VOCAB, (2, 16))
+    with torch.no_grad():
+        expected = model(token_ids)
+        chunks, cache = [], None
+        for start, end in [(0, 5), (5, 6), (6, 7), (7, 11), (11, 16)]:  # a prefill, single tokens, and chunks
+            logits, cache = nb02.forward_with_cache(model, token_ids[:, start:end], cache)
+            chunks.append(logits)
+    torch.testing.assert_close(torch.cat(chunks, dim=1), expected, rtol=0, atol=1e-5)
+    assert len(cache) == 2 and cache[0][0].shape == (2, 4, 16, 8)
+
+
+def test_cache_refuses_to_grow_past_the_context(nb02):
+    model = tiny_model(nb02)
+    _, cache = nb02.forward_with_cache(model, torch.zeros(1, 16, dtype=torch.long))
+    with pytest.raises(ValueError, match="context length"):
+        nb02.forward_with_cache(model, torch.zeros(1, 1, dtype=torch.long), cache)
+
+
+@pytest.mark.parametrize("context_length", [None, 5])
+def test_cached_generation_gives_the_same_tokens(nb02, context_length):
+    model = tiny_model(nb02, seed=3)
+    prompt = torch.randint(0, VOCAB, (2, 4))
+    options = dict(max_new_tokens=30, context_length=context_length)  # 34 tokens: past both contexts
+    with_cache = nb02.generate(model, prompt, use_cache=True, **options)
+    assert torch.equal(with_cache, nb02.generate(model, prompt, use_cache=False, **options))
+    assert torch.equal(with_cache, nb02.generate_greedy(model, prompt, 30, context_length=context_length))
+    sampled = dict(temperature=1.0, top_p=0.9, seed=1, **options)
+    assert torch.equal(nb02.generate(model, prompt, use_cache=True, **sampled),
+                       nb02.generate(model, prompt, use_cache=False, **sampled))
+
+
+# --- loss, schedule -----------------------------------------------------------------------------
+
+def test_loss_over_a_limited_number_of_batches(nb02):
+    model = tiny_model(nb02)
+    batches = [(torch.randint(0, VOCAB, (2, 8)), torch.randint(0, VOCAB, (2, 8))) for _ in range(4)]
+    with torch.no_grad():
+        per_batch = [nb02.calc_loss_batch(x, y, model, "cpu").item() for x, y in batches]
+        assert nb02.calc_loss_loader(batches, model, "cpu", num_batches=2) == pytest.approx(sum(per_batch[:2]) / 2)
+        assert nb02.calc_loss_loader(batches, model, "cpu", num_batches=99) == pytest.approx(sum(per_batch) / 4)
+    with pytest.raises(ValueError, match="empty"):
+        nb02.calc_loss_loader([], model, "cpu")
+
+
+def test_learning_rate_schedule(nb02):
+    total, warmup, peak = 100, 20, 1e-3
+    rates = [nb02.learning_rate_at(step, total, peak, warmup) for step in range(total)]
+    assert rates[0] == pytest.approx(1e-5)
+    assert rates[warmup] == pytest.approx(peak)
+    assert all(a < b for a, b in zip(rates[:warmup], rates[1 : warmup + 1]))
+    assert all(a >= b for a, b in zip(rates[warmup:], rates[warmup + 1 :]))
+    assert nb02.learning_rate_at(total, total, peak, warmup) == pytest.approx(0.1 * peak)
+    midway = warmup + (total - warmup) // 2
+    assert rates[midway] == pytest.approx(0.1 * peak + 0.5 * 0.9 * peak)
+
+
+# --- checkpoints and resuming -------------------------------------------------------------------
+
+def test_checkpoint_round_trip_is_bitwise(nb02, tmp_path):
+    model = tiny_model(nb02, tie_weights=True)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    model(torch.randint(0, VOCAB, (2, 8))).sum().backward()
+    optimizer.step()  # so the optimizer has state to save
+
+    path = nb02.save_checkpoint(tmp_path / "run" / "model.pt", model, optimizer, step=42, val_loss=3.5)
+    assert [p.name for p in path.parent.iterdir()] == ["model.pt"], "no partial file may remain"
+    checkpoint = nb02.load_checkpoint(path)
+    reloaded = nb02.model_from_checkpoint(checkpoint)
+    assert reloaded.cfg == model.cfg and checkpoint["step"] == 42 and checkpoint["val_loss"] == 3.5
+    for (name, tensor), (_, again) in zip(model.state_dict().items(), reloaded.state_dict().items()):
+        assert torch.equal(tensor, again), name
+    assert reloaded.out_head.weight is reloaded.tok_emb.weight, "tying survives the round trip"
+    state, state_again = optimizer.state_dict()["state"], checkpoint["optimizer"]["state"]
+    assert all(torch.equal(state[k][name], state_again[k][name]) for k in state for name in state[k])
+
+
+def test_a_failed_save_leaves_the_old_checkpoint(nb02, tmp_path, monkeypatch):
+    model = tiny_model(nb02)
+    path = nb02.save_checkpoint(tmp_path / "model.pt", model, step=1)
+    before = path.read_bytes()
+
+    def crash_while_writing(obj, target, *args, **kwargs):
+        open(target, "wb").write(b"half a checkpoint")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(nb02.torch, "save", crash_while_writing)
+    with pytest.raises(OSError, match="disk full"):
+        nb02.save_checkpoint(path, model, step=2)
+    assert path.read_bytes() == before
+
+
+def test_loading_a_missing_checkpoint_says_so(nb02, tmp_path):
+    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+        nb02.load_checkpoint(tmp_path / "nothing.pt")
+
+
+def test_resuming_continues_exactly_like_uninterrupted_training(nb02, tmp_path):
+    text = "It was a dark and stormy night; the rain fell in torrents, except at occasional intervals. " * 3
+    tokenizer = CharTokenizer()
+
+    def fresh_run():
+        torch.manual_seed(0)
+        loader = nb02.create_dataloader(text, tokenizer, batch_size=2, max_length=8, stride=8, shuffle=True)
+        model = tiny_model(nb02, seed=1, drop_rate=0.1)  # dropout on: the RNG state matters
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.1)
+        return loader, model, optimizer
+
+    def train(model, optimizer, loader, epochs):
+        # Evaluations iterate the shuffled loader, which draws from the global RNG, so both runs must
+        # evaluate at the same points: once per epoch, at its first step.
+        return nb02.train_model_simple(model, loader, loader, optimizer, "cpu", epochs, eval_freq=len(loader),
+                                       eval_iter=1, start_context="It", tokenizer=tokenizer)
+
+    loader, model, optimizer = fresh_run()
+    history = train(model, optimizer, loader, epochs=2)
+    uninterrupted = model.state_dict()
+
+    loader, model, optimizer = fresh_run()
+    train(model, optimizer, loader, epochs=1)
+    path = nb02.save_checkpoint(tmp_path / "half.pt", model, optimizer, step=len(loader) - 1)
+    torch.manual_seed(12345)  # disturb the global RNG: the checkpoint must restore it
+    checkpoint = nb02.load_checkpoint(path)
+    resumed = nb02.model_from_checkpoint(checkpoint).train()
+    resumed_optimizer = torch.optim.AdamW(resumed.parameters(), lr=1e-3, weight_decay=0.1)
+    resumed_optimizer.load_state_dict(checkpoint["optimizer"])
+    torch.set_rng_state(checkpoint["rng_state"])
+    train(resumed, resumed_optimizer, loader, epochs=1)
+
+    assert history["train_loss"][-1] < history["train_loss"][0]
+    for name, tensor in resumed.state_dict().items():
+        assert torch.equal(tensor, uninterrupted[name]), name
+
+
+def test_reinit_embeddings_draws_unit_scale_embeddings_only(nb02):
+    model = tiny_model(nb02, emb_dim=64, tie_weights=False)
+    before = {name: tensor.clone() for name, tensor in model.state_dict().items()}
+    nb02.reinit_embeddings(model)
+    assert model.tok_emb.weight.std().item() == pytest.approx(1.0, rel=0.05)
+    assert model.pos_emb.weight.std().item() == pytest.approx(1.0, rel=0.1)
+    unchanged = [name for name in before if not name.startswith(("tok_emb", "pos_emb"))]
+    assert all(torch.equal(before[name], model.state_dict()[name]) for name in unchanged)
+    with pytest.raises(ValueError, match="tie_weights"):
+        nb02.reinit_embeddings(tiny_model(nb02, tie_weights=True))
