@@ -20,3 +20,9 @@ def repo_root():
 def nb01():
     """The definitions of 01_architecture.ipynb (classes, functions, imports, constants)."""
     return load_definitions(REPO_ROOT / "01_architecture.ipynb")
+
+
+@pytest.fixture(scope="session")
+def nb02():
+    """The definitions of 02_pretraining.ipynb."""
+    return load_definitions(REPO_ROOT / "02_pretraining.ipynb")

@@ -10,13 +10,6 @@ from torch import nn
 VOCAB = 97
 
 
-@pytest.fixture(scope="module")
-def nb02(repo_root):
-    from notebook_loader import load_definitions
-
-    return load_definitions(repo_root / "02_pretraining.ipynb")
-
-
 def tiny_model(nb02, seed=0, **overrides):
     torch.manual_seed(seed)
     settings = dict(vocab_size=VOCAB, context_length=16, emb_dim=32, n_heads=4, n_layers=2, drop_rate=0.0)
