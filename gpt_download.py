@@ -312,15 +312,44 @@ def _atomic_write_text(path, text):
 # --------------------------------------------------------------------------------------------------
 
 def _import_tensorflow():
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up messages quiet
+    if "tensorflow" in sys.modules and sys.modules["tensorflow"] is not None:
+        return sys.modules["tensorflow"]
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
-        import tensorflow as tf
+        # TensorFlow's C++ start-up notes (oneDNN, "no CUDA drivers") are written straight to file
+        # descriptor 2, before its log level applies; they are not errors, so hide them. Python
+        # exceptions are unaffected.
+        with _stderr_silenced():
+            import tensorflow as tf
+
+            tf.config.list_physical_devices()  # device discovery prints its notes now, not later
     except ImportError as error:
         raise ImportError(
             "Reading or writing OpenAI's GPT-2 checkpoints needs TensorFlow: pip install tensorflow "
             "(or pip install -r requirements.txt)"
         ) from error
     return tf
+
+
+class _stderr_silenced:
+    """Redirect file descriptor 2 to /dev/null inside a with block (where that is possible)."""
+
+    def __enter__(self):
+        try:
+            sys.stderr.flush()
+            self._saved = os.dup(2)
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, 2)
+            os.close(devnull)
+        except OSError:
+            self._saved = None
+        return self
+
+    def __exit__(self, *exc_info):
+        if self._saved is not None:
+            os.dup2(self._saved, 2)
+            os.close(self._saved)
+        return False
 
 
 def openai_variable_shapes(settings):
@@ -339,6 +368,12 @@ def openai_variable_shapes(settings):
         }
     shapes |= {"model/ln_f/g": (d,), "model/ln_f/b": (d,)}
     return shapes
+
+
+def checkpoint_variables(ckpt_path):
+    """The variables stored in a TensorFlow checkpoint: {name: shape}, sorted by name."""
+    tf = _import_tensorflow()
+    return {name: tuple(shape) for name, shape in sorted(tf.train.list_variables(str(ckpt_path)))}
 
 
 def load_gpt2_params_from_tf_ckpt(ckpt_path, settings):

@@ -7,6 +7,7 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # make notebook_loader importable
+sys.path.insert(0, str(REPO_ROOT))  # and gpt_download, which notebooks 03-05 import
 
 from notebook_loader import load_definitions  # noqa: E402
 
@@ -26,3 +27,9 @@ def nb01():
 def nb02():
     """The definitions of 02_pretraining.ipynb."""
     return load_definitions(REPO_ROOT / "02_pretraining.ipynb")
+
+
+@pytest.fixture(scope="session")
+def nb03():
+    """The definitions of 03_pretrained_weights.ipynb."""
+    return load_definitions(REPO_ROOT / "03_pretrained_weights.ipynb")

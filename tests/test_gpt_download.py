@@ -12,16 +12,13 @@ import socket
 import sys
 import time
 import urllib.request
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from fake_openai_server import FakeGPT2Server
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT))
-import gpt_download  # noqa: E402
+import gpt_download  # on sys.path through conftest.py
 
 TINY = {"n_vocab": 100, "n_ctx": 16, "n_embd": 8, "n_head": 2, "n_layer": 2}
 SIZE = "774M"

@@ -1,0 +1,147 @@
+"""03's loading path against Hugging Face's GPT-2, an independent implementation.
+
+A randomly initialised transformers GPT2LMHeadModel is converted to OpenAI's variables (by the code
+below, not the notebook's), written as an OpenAI TensorFlow checkpoint, read back by gpt_download,
+and loaded by the notebook's own load_weights_into_gpt into the notebook's GPTModel. Both models must
+then give the same logits and the same loss. Every weight, layer norms and biases included, is random,
+so a wrong or missing mapping of any tensor shows.
+"""
+
+import numpy as np
+import pytest
+import torch
+
+import gpt_download
+
+transformers = pytest.importorskip("transformers")
+
+TINY = {"n_vocab": 500, "n_ctx": 32, "n_embd": 16, "n_head": 2, "n_layer": 2}
+WIDE_CONTEXT = {"n_vocab": 50257, "n_ctx": 1024, "n_embd": 192, "n_head": 12, "n_layer": 2}
+
+
+def random_hf_model(hparams, seed):
+    config = transformers.GPT2Config(
+        vocab_size=hparams["n_vocab"], n_positions=hparams["n_ctx"], n_embd=hparams["n_embd"],
+        n_head=hparams["n_head"], n_layer=hparams["n_layer"], activation_function="gelu_new",
+        resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, layer_norm_epsilon=1e-5)
+    model = transformers.GPT2LMHeadModel(config).eval()
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            noise = torch.randn(parameter.shape, generator=generator)
+            # Layer-norm gains near 1, everything else small but nonzero (biases included).
+            parameter.copy_(1 + 0.1 * noise if name.endswith(("ln_1.weight", "ln_2.weight", "ln_f.weight"))
+                            else 0.1 * noise)
+    return model
+
+
+def hf_to_openai_params(model, hparams):
+    """Hugging Face's GPT-2 state dict as OpenAI's nested params. HF keeps OpenAI's names and its
+    Conv1D weights are [in, out] like OpenAI's, so this is renaming only."""
+    state = {name: tensor.detach().numpy().copy() for name, tensor in model.state_dict().items()}
+
+    def layer(prefix, weight_key):
+        return {weight_key: state[f"{prefix}.weight"], "b": state[f"{prefix}.bias"]}
+
+    blocks = []
+    for index in range(hparams["n_layer"]):
+        h = f"transformer.h.{index}"
+        blocks.append({
+            "ln_1": layer(f"{h}.ln_1", "g"), "ln_2": layer(f"{h}.ln_2", "g"),
+            "attn": {"c_attn": layer(f"{h}.attn.c_attn", "w"), "c_proj": layer(f"{h}.attn.c_proj", "w")},
+            "mlp": {"c_fc": layer(f"{h}.mlp.c_fc", "w"), "c_proj": layer(f"{h}.mlp.c_proj", "w")},
+        })
+    return {"wte": state["transformer.wte.weight"], "wpe": state["transformer.wpe.weight"],
+            "g": state["transformer.ln_f.weight"], "b": state["transformer.ln_f.bias"], "blocks": blocks}
+
+
+def load_through_our_path(nb03, hf_model, hparams, models_dir):
+    """HF weights -> OpenAI checkpoint on disk -> download_and_load_gpt2 -> the notebook's GPTModel."""
+    gpt_download.write_gpt2_checkpoint(hf_to_openai_params(hf_model, hparams), hparams, models_dir / "124M")
+    settings, params = gpt_download.download_and_load_gpt2("124M", models_dir, progress=False)
+    model = nb03.GPTModel(nb03.config_from_hparams(settings))
+    nb03.load_weights_into_gpt(model, params)
+    return model.eval()
+
+
+@pytest.mark.parametrize("hparams", [TINY, WIDE_CONTEXT], ids=["tiny", "ctx1024-12heads"])
+def test_logits_and_loss_equal_hugging_face(nb03, hparams, tmp_path):
+    hf_model = random_hf_model(hparams, seed=0)
+    ours = load_through_our_path(nb03, hf_model, hparams, tmp_path)
+    generator = torch.Generator().manual_seed(1)
+    token_ids = torch.randint(0, hparams["n_vocab"], (3, hparams["n_ctx"]), generator=generator)
+    with torch.inference_mode():
+        expected = hf_model(token_ids).logits
+        actual = ours(token_ids)
+        assert expected.abs().max() > 1.0  # the weights make a real difference to the logits
+        difference = (actual - expected).abs().max().item()
+        assert difference < 1e-5, difference
+
+        hf_loss = hf_model(token_ids, labels=token_ids).loss  # HF shifts the labels itself
+        our_loss = nb03.calc_loss_batch(token_ids[:, :-1], token_ids[:, 1:], ours, "cpu")
+        assert abs(our_loss.item() - hf_loss.item()) < 1e-5
+
+
+def test_greedy_generation_matches_hugging_face(nb03, tmp_path):
+    hf_model = random_hf_model(TINY, seed=2)
+    ours = load_through_our_path(nb03, hf_model, TINY, tmp_path)
+    prompt = torch.tensor([[1, 2, 3, 4]])
+    expected = hf_model.generate(prompt, max_new_tokens=12, do_sample=False, pad_token_id=0)
+    assert torch.equal(nb03.generate(ours, prompt, 12), expected)
+
+
+def test_config_from_hparams_gives_the_presets(nb03):
+    sizes = {"124M": (768, 12, 12), "355M": (1024, 24, 16), "774M": (1280, 36, 20), "1558M": (1600, 48, 25)}
+    presets = dict(zip(sizes, nb03.GPT2_PRESETS))
+    for size, (emb_dim, n_layer, n_head) in sizes.items():
+        hparams = {"n_vocab": 50257, "n_ctx": 1024, "n_embd": emb_dim, "n_head": n_head, "n_layer": n_layer}
+        config = nb03.config_from_hparams(hparams)
+        assert config == nb03.GPTConfig.from_preset(presets[size], drop_rate=0.0), size
+        assert nb03.hparams_from_config(config) == hparams
+
+
+def tiny_params(seed=0):
+    return gpt_download.random_gpt2_params(TINY, seed=seed)
+
+
+def test_every_parameter_is_assigned_exactly_once(nb03):
+    model = nb03.GPTModel(nb03.config_from_hparams(TINY))
+    mapping = nb03.load_weights_into_gpt(model, tiny_params())
+    assert sorted(mapping) == sorted(name for name, _ in model.named_parameters())
+    assert len(set(mapping.values())) == len(mapping) == 4 + 12 * TINY["n_layer"]
+    assert model.out_head.weight is model.tok_emb.weight
+
+
+def test_a_wrong_shape_is_named(nb03):
+    params = tiny_params()
+    params["blocks"][1]["mlp"]["c_fc"]["w"] = params["blocks"][1]["mlp"]["c_fc"]["w"][:, :-1]
+    with pytest.raises(ValueError, match=r"h1/mlp/c_fc/w.*blocks\.1\.ff\.expand\.weight"):
+        nb03.load_weights_into_gpt(nb03.GPTModel(nb03.config_from_hparams(TINY)), params)
+
+
+def test_a_model_parameter_without_a_tensor_is_reported(nb03):
+    class WithExtra(nb03.GPTModel):
+        def __init__(self, cfg):
+            super().__init__(cfg)
+            self.extra_scale = torch.nn.Parameter(torch.ones(1))
+
+    with pytest.raises(ValueError, match="extra_scale"):
+        nb03.load_weights_into_gpt(WithExtra(nb03.config_from_hparams(TINY)), tiny_params())
+
+
+def test_untied_or_wrong_depth_models_are_refused(nb03):
+    untied = nb03.GPTModel(nb03.GPTConfig(**{**vars(nb03.config_from_hparams(TINY)), "tie_weights": False}))
+    with pytest.raises(ValueError, match="tie_weights=True"):
+        nb03.load_weights_into_gpt(untied, tiny_params())
+    deeper = nb03.GPTModel(nb03.GPTConfig(**{**vars(nb03.config_from_hparams(TINY)), "n_layers": 3}))
+    with pytest.raises(ValueError, match="2 blocks, the model 3"):
+        nb03.load_weights_into_gpt(deeper, tiny_params())
+
+
+def test_export_is_the_inverse_of_loading(nb03):
+    params = tiny_params(seed=5)
+    model = nb03.GPTModel(nb03.config_from_hparams(TINY))
+    nb03.load_weights_into_gpt(model, params)
+    exported = gpt_download.params_to_variables(nb03.gpt_to_openai_params(model), TINY)
+    for name, array in gpt_download.params_to_variables(params, TINY).items():
+        assert np.array_equal(exported[name], array), name
