@@ -33,3 +33,9 @@ def nb02():
 def nb03():
     """The definitions of 03_pretrained_weights.ipynb."""
     return load_definitions(REPO_ROOT / "03_pretrained_weights.ipynb")
+
+
+@pytest.fixture(scope="session")
+def nb04():
+    """The definitions of 04_finetune_classify.ipynb."""
+    return load_definitions(REPO_ROOT / "04_finetune_classify.ipynb")
