@@ -39,3 +39,9 @@ def nb03():
 def nb04():
     """The definitions of 04_finetune_classify.ipynb."""
     return load_definitions(REPO_ROOT / "04_finetune_classify.ipynb")
+
+
+@pytest.fixture(scope="session")
+def nb05():
+    """The definitions of 05_finetune_instruct.ipynb."""
+    return load_definitions(REPO_ROOT / "05_finetune_instruct.ipynb")

@@ -160,3 +160,12 @@ def test_add_lora_counts_rank_times_in_plus_out_per_wrapped_layer(nb04):
     assert nb04.count_trainable(model) == model.cfg.n_layers * per_block + head
     with torch.no_grad():
         assert torch.equal(model(torch.tensor([[1, 2, 3, 4]])), before)
+
+
+def test_add_lora_can_leave_a_pretrained_head_frozen(nb04):
+    torch.manual_seed(0)
+    config = nb04.GPTConfig(vocab_size=100, context_length=8, emb_dim=16, n_heads=2, n_layers=1, drop_rate=0.0)
+    model = nb04.add_lora(nb04.GPTModel(config), rank=2, alpha=2, train_head=False)
+    trainable = [name for name, p in model.named_parameters() if p.requires_grad]
+    assert trainable and all(".lora." in name for name in trainable)
+    assert nb04.count_trainable(model) == 2 * ((16 + 48) + (16 + 16) + (16 + 64) + (64 + 16))
