@@ -406,14 +406,8 @@ def params_to_variables(params, settings):
     """The inverse of load_gpt2_params_from_tf_ckpt's nesting: {OpenAI variable name: array}."""
     variables = {}
     for name, shape in openai_variable_shapes(settings).items():
-        parts = name.split("/")[1:]
-        source = params
-        if parts[0].startswith("h"):
-            source = params["blocks"][int(parts[0][1:])]
-            parts = parts[1:]
-        elif parts[0] == "ln_f":
-            parts = parts[1:]
-        for key in parts:
+        source, keys = _nested_location(params, name)
+        for key in keys:
             source = source[key]
         array = np.asarray(source, dtype=np.float32)
         if array.shape == shape[1:] and len(shape) == 3:
@@ -504,17 +498,22 @@ def variables_to_params(variables, settings):
     """{OpenAI variable name: array} -> the nested dict load_gpt2_params_from_tf_ckpt returns."""
     params = {"blocks": [{} for _ in range(settings["n_layer"])]}
     for name, array in variables.items():
-        parts = name.split("/")[1:]
-        target = params
-        if parts[0].startswith("h"):
-            target = params["blocks"][int(parts[0][1:])]
-            parts = parts[1:]
-        elif parts[0] == "ln_f":
-            parts = parts[1:]
-        for key in parts[:-1]:
+        target, keys = _nested_location(params, name)
+        for key in keys[:-1]:
             target = target.setdefault(key, {})
-        target[parts[-1]] = array[0] if array.ndim == 3 else array
+        target[keys[-1]] = array[0] if array.ndim == 3 else array
     return params
+
+
+def _nested_location(params, name):
+    """Where an OpenAI variable lives in the nested params: (the dict to start from, the keys below it).
+    "model/h3/attn/c_attn/w" -> (params["blocks"][3], ["attn", "c_attn", "w"]); "model/ln_f/g" -> (params, ["g"])."""
+    parts = name.split("/")[1:]  # drop "model/"
+    if parts[0].startswith("h"):
+        return params["blocks"][int(parts[0][1:])], parts[1:]
+    if parts[0] == "ln_f":
+        return params, parts[1:]
+    return params, parts
 
 
 if __name__ == "__main__":

@@ -17,31 +17,19 @@ def repo_root():
     return REPO_ROOT
 
 
-@pytest.fixture(scope="session")
-def nb01():
-    """The definitions of 01_architecture.ipynb (classes, functions, imports, constants)."""
-    return load_definitions(REPO_ROOT / "01_architecture.ipynb")
+def _definitions_of(notebook):
+    """A session fixture with the definitions of one notebook (classes, functions, imports, constants)."""
+
+    @pytest.fixture(scope="session")
+    def definitions():
+        return load_definitions(REPO_ROOT / notebook)
+
+    definitions.__doc__ = f"The definitions of {notebook}."
+    return definitions
 
 
-@pytest.fixture(scope="session")
-def nb02():
-    """The definitions of 02_pretraining.ipynb."""
-    return load_definitions(REPO_ROOT / "02_pretraining.ipynb")
-
-
-@pytest.fixture(scope="session")
-def nb03():
-    """The definitions of 03_pretrained_weights.ipynb."""
-    return load_definitions(REPO_ROOT / "03_pretrained_weights.ipynb")
-
-
-@pytest.fixture(scope="session")
-def nb04():
-    """The definitions of 04_finetune_classify.ipynb."""
-    return load_definitions(REPO_ROOT / "04_finetune_classify.ipynb")
-
-
-@pytest.fixture(scope="session")
-def nb05():
-    """The definitions of 05_finetune_instruct.ipynb."""
-    return load_definitions(REPO_ROOT / "05_finetune_instruct.ipynb")
+nb01 = _definitions_of("01_architecture.ipynb")
+nb02 = _definitions_of("02_pretraining.ipynb")
+nb03 = _definitions_of("03_pretrained_weights.ipynb")
+nb04 = _definitions_of("04_finetune_classify.ipynb")
+nb05 = _definitions_of("05_finetune_instruct.ipynb")
