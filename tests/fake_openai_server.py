@@ -10,6 +10,7 @@ files_root holds <size>/<name>. Faults: `status_for_all` (answer every request w
 `requests` records (method, file name, Range header, status) for every request.
 """
 
+import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -101,3 +102,10 @@ class FakeGPT2Server:
             payload = payload[: self.cut_after.pop(name)]  # once: the retry gets the rest
             handler.close_connection = True
         handler.wfile.write(payload)
+
+
+def unused_local_port():
+    """A port on 127.0.0.1 where nothing listens (bound once to find it, then released)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]

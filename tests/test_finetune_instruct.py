@@ -1,12 +1,13 @@
 """05's instruction fine-tuning pieces, on the notebook's own definitions."""
 
 import json
-import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import torch
+
+from fake_openai_server import unused_local_port
 
 E, X = 50256, -100  # the end token and the ignored target
 WORKED = [[0, 1, 2, 3, 4], [5, 6], [7, 8, 9]]
@@ -155,7 +156,4 @@ def test_judge_client_sends_deterministic_options(nb05):
 
 
 def test_no_judge_server_is_detected(nb05):
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    assert nb05.ollama_available(f"http://127.0.0.1:{port}", timeout=1.0) is False
+    assert nb05.ollama_available(f"http://127.0.0.1:{unused_local_port()}", timeout=1.0) is False

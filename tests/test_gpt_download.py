@@ -16,7 +16,7 @@ import urllib.request
 import numpy as np
 import pytest
 
-from fake_openai_server import FakeGPT2Server
+from fake_openai_server import FakeGPT2Server, unused_local_port
 
 import gpt_download  # on sys.path through conftest.py
 
@@ -173,10 +173,7 @@ def test_second_call_needs_no_server_and_no_network(tmp_path, served, servers, m
 
 
 def closed_port_url():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    return f"http://127.0.0.1:{port}/gpt-2/models"  # nothing listens there now
+    return f"http://127.0.0.1:{unused_local_port()}/gpt-2/models"
 
 
 def test_no_files_and_no_server_fails_quickly_and_says_what_to_do(tmp_path):
