@@ -84,6 +84,46 @@ def test_attention_dropout_only_in_training(nb01):
     torch.testing.assert_close(attention(x), attention(x))
 
 
+def test_fast_dropout_drops_p_and_rescales_the_rest(nb01):
+    torch.manual_seed(0)
+    x = torch.rand(1000, 1000) + 0.5  # no zeros of its own
+    dropped = nb01.fast_dropout(x, 0.1)
+    kept = dropped != 0
+    assert abs((~kept).float().mean().item() - 0.1) < 0.002  # 1e6 draws: the standard error is 0.0003
+    torch.testing.assert_close(dropped[kept], x[kept] / 0.9)
+    assert nb01.fast_dropout(x, 0.1, training=False) is x and nb01.fast_dropout(x, 0.0) is x
+    draw = lambda seed: (torch.manual_seed(seed), nb01.fast_dropout(x, 0.1))[1]
+    assert torch.equal(draw(5), draw(5)) and not torch.equal(draw(5), draw(6))  # follows the global seed
+
+
+def test_fast_dropout_modules_in_the_model(nb01, small_config):
+    model = nb01.GPTModel(nb01.GPTConfig(**{**small_config.__dict__, "drop_rate": 0.1}))
+    dropouts = [module for module in model.modules() if isinstance(module, nn.Dropout)]
+    assert dropouts and all(isinstance(module, nb01.FastDropout) for module in dropouts)
+    assert all(module.p == 0.1 for module in dropouts)
+
+
+def test_explicit_attention_with_dropout(nb01):
+    torch.manual_seed(0)
+    queries, keys, values = torch.randn(3, 2, 4, 9, 8).unbind(0)
+    expected = F.scaled_dot_product_attention(queries, keys, values, is_causal=True)
+    torch.testing.assert_close(nb01.causal_attention_with_dropout(queries, keys, values, 0.0), expected)
+    # With dropout, the average over many masks approaches the result without dropout.
+    mean = torch.stack([nb01.causal_attention_with_dropout(queries, keys, values, 0.3) for _ in range(4000)]).mean(0)
+    torch.testing.assert_close(mean, expected, atol=0.05, rtol=0)
+
+
+def test_attention_in_training_on_the_cpu_uses_fast_dropout(nb01):
+    attention = nb01.CausalSelfAttention(16, 4, dropout=0.5, qkv_bias=True).train()
+    x = torch.randn(2, 7, 16)
+    torch.manual_seed(3)
+    output = attention(x)
+    queries, keys, values = map(attention.split_heads, attention.qkv(x).split(16, dim=-1))
+    torch.manual_seed(3)
+    context = nb01.causal_attention_with_dropout(queries, keys, values, 0.5)
+    torch.testing.assert_close(output, attention.out_proj(context.transpose(1, 2).reshape(2, 7, 16)))
+
+
 def test_masks_are_buffers_not_weights(nb01):
     for module in (nb01.CausalAttention(3, 2, 6, 0.0), nb01.MultiHeadAttention(4, 4, 6, 0.0, 2)):
         assert "causal_mask" in dict(module.named_buffers())

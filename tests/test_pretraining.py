@@ -280,3 +280,43 @@ def test_reinit_embeddings_draws_unit_scale_embeddings_only(nb02):
     assert all(torch.equal(before[name], model.state_dict()[name]) for name in unchanged)
     with pytest.raises(ValueError, match="tie_weights"):
         nb02.reinit_embeddings(tiny_model(nb02, tie_weights=True))
+
+
+# --- cheaper steps: precision and optimizer -----------------------------------------------------
+
+def test_pick_precision_and_autocast(nb02):
+    assert nb02.pick_precision("cpu") in ("bf16", "fp32")
+    assert nb02.pick_precision("meta") == "fp32"
+    matrix = torch.randn(4, 4)
+    with nb02.autocast("cpu", "fp32"):
+        assert (matrix @ matrix).dtype == torch.float32
+    with nb02.autocast("cpu", "bf16"):
+        assert (matrix @ matrix).dtype == torch.bfloat16
+        logits = tiny_model(nb02)(torch.tensor([[1, 2, 3]]))
+        loss = nb02.calc_loss_batch(torch.tensor([[1, 2, 3]]), torch.tensor([[2, 3, 4]]), tiny_model(nb02), "cpu")
+    assert logits.dtype == torch.bfloat16 and loss.dtype == torch.float32  # the loss stays float32
+
+
+def test_make_optimizer_is_fused_and_takes_only_trainable_parameters(nb02):
+    model = tiny_model(nb02, tie_weights=False)
+    model.tok_emb.weight.requires_grad_(False)
+    optimizer = nb02.make_optimizer(model, lr=1e-3, weight_decay=0.1)
+    group = optimizer.param_groups[0]
+    assert group["fused"] and group["lr"] == 1e-3 and group["weight_decay"] == 0.1
+    assert len(group["params"]) == sum(parameter.requires_grad for parameter in model.parameters())
+    assert all(parameter is not model.tok_emb.weight for parameter in group["params"])
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16", "fp16"])
+def test_training_in_each_precision_learns_and_keeps_float32_weights(nb02, precision):
+    text = "the quick brown fox jumps over the lazy dog. " * 12
+    tokenizer = CharTokenizer()
+    torch.manual_seed(0)
+    loader = nb02.create_dataloader(text, tokenizer, batch_size=4, max_length=16, stride=16, shuffle=True)
+    model = tiny_model(nb02, seed=1, drop_rate=0.1)
+    optimizer = nb02.make_optimizer(model, lr=3e-3, weight_decay=0.1)
+    # fp16 on the CPU exercises the GradScaler path (unscale before clipping) that older GPUs take.
+    history = nb02.train_model_improved(model, loader, loader, optimizer, "cpu", 4, eval_freq=2, eval_iter=2,
+                                        start_context="the", tokenizer=tokenizer, peak_lr=3e-3, precision=precision)
+    assert history["train_loss"][-1] < history["train_loss"][0] - 0.5
+    assert all(parameter.dtype == torch.float32 for parameter in model.parameters())
