@@ -1,0 +1,381 @@
+"""Benchmark: our GPT-2 (the notebooks' own code) against Hugging Face's GPT2LMHeadModel, side by side.
+
+    python benchmarks/bench.py                 # training, generation, loading, notebooks in the smoke profile
+    python benchmarks/bench.py --full-02       # also run 02_pretraining.ipynb in its full profile (minutes)
+    python benchmarks/bench.py --readme        # also put the table into README.md (between the bench markers)
+    python benchmarks/bench.py --smoke         # a tiny model and no notebooks: checks the script in seconds
+
+Both models get the same configuration and the same random weights (ours are copied into Hugging
+Face's model through 03's OpenAI-layout converters), run in the same process, on the same inputs, with
+the same optimizer, so the ratios compare the implementations and nothing else. Our side is exactly
+what the notebooks run: definitions come from 02_pretraining.ipynb and 03_pretrained_weights.ipynb
+through tests/notebook_loader.py, never from a copied module.
+
+The table goes to stdout and to outputs/benchmarks/latest.md (with latest.json beside it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(REPO_ROOT), str(REPO_ROOT / "tests")]
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+from notebook_loader import load_definitions  # noqa: E402
+
+OUTPUT_DIR = REPO_ROOT / "outputs" / "benchmarks"
+NOTEBOOKS = ["01_architecture", "02_pretraining", "03_pretrained_weights", "04_finetune_classify",
+             "05_finetune_instruct"]
+README_START, README_END = "<!-- bench:start -->", "<!-- bench:end -->"
+
+
+# --- the two models, with the same weights ----------------------------------------------------------------------
+
+def our_config(nb, smoke, drop_rate):
+    if smoke:
+        return nb.GPTConfig(vocab_size=512, context_length=256, emb_dim=64, n_heads=4, n_layers=2, drop_rate=drop_rate)
+    return nb.GPTConfig.from_preset("gpt2-small", drop_rate=drop_rate)  # OpenAI's 124M architecture
+
+
+def hugging_face_twin(nb, model, drop_rate):
+    """transformers' GPT2LMHeadModel with our model's configuration, dropout and weights."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    cfg = model.cfg
+    settings = nb.hparams_from_config(cfg)
+    weights = nb.to_hugging_face(nb.gpt_to_openai_params(model), settings).state_dict()  # 03's converters
+    config = GPT2Config(vocab_size=cfg.vocab_size, n_positions=cfg.context_length, n_embd=cfg.emb_dim,
+                        n_layer=cfg.n_layers, n_head=cfg.n_heads, activation_function="gelu_new",
+                        resid_pdrop=drop_rate, embd_pdrop=drop_rate, attn_pdrop=drop_rate, layer_norm_epsilon=1e-5,
+                        bos_token_id=cfg.vocab_size - 1, eos_token_id=cfg.vocab_size - 1)
+    hf_model = GPT2LMHeadModel(config)
+    hf_model.load_state_dict(weights)
+    return hf_model
+
+
+def check_same_logits(ours, theirs, vocab_size):
+    token_ids = torch.randint(0, vocab_size, (1, 16), generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        difference = (ours.eval()(token_ids) - theirs.eval()(token_ids).logits).abs().max().item()
+    assert difference < 1e-4, f"the two models disagree (max |logit difference| {difference:.1e})"
+    return difference
+
+
+# --- 1. training ------------------------------------------------------------------------------------------------
+
+def time_training(nb, smoke, device, repeats):
+    """Tokens/s of one training step (forward, backward, AdamW) in each precision, ours and Hugging Face's."""
+    batch, n_tokens, drop_rate = (2, 64, 0.1) if smoke else (2, 256, 0.1)
+    torch.manual_seed(123)
+    ours = nb.GPTModel(our_config(nb, smoke, drop_rate)).to(device)
+    theirs = hugging_face_twin(nb, ours.cpu(), drop_rate).to(device)
+    ours.to(device)
+    vocab_size = ours.cfg.vocab_size
+    token_ids = torch.randint(0, vocab_size, (batch, n_tokens + 1), generator=torch.Generator().manual_seed(1))
+    inputs, targets = token_ids[:, :-1].to(device), token_ids[:, 1:].to(device)
+
+    precisions = ["fp32"]
+    best = nb.pick_precision(device)
+    if best != "fp32":
+        precisions.append(best)
+    rows = []
+    for precision in precisions:
+        steps = {}
+        for name, model in (("ours", ours), ("Hugging Face", theirs)):
+            model.train()
+            optimizer = nb.make_optimizer(model, lr=4e-4, weight_decay=0.1)  # the same AdamW for both
+            scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+            forward = model if name == "ours" else (lambda x, hf_model=model: hf_model(x).logits)
+
+            def step(forward=forward, model=model, optimizer=optimizer, scaler=scaler):
+                optimizer.zero_grad(set_to_none=True)
+                with nb.autocast(device, precision):
+                    logits = forward(inputs)
+                loss = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten())
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
+                return loss
+
+            steps[name] = step
+        times = interleaved_times(steps, repeats, device, warmup=2)
+        for name in steps:
+            rows.append({"section": "training", "precision": precision, "what": name,
+                         "value": batch * n_tokens / statistics.median(times[name]), "unit": "tokens/s",
+                         "runs": len(times[name])})
+        ours.zero_grad(set_to_none=True)
+        theirs.zero_grad(set_to_none=True)
+    return rows, f"batch {batch} x {n_tokens} tokens, dropout {drop_rate}, AdamW (fused where supported)"
+
+
+def interleaved_times(functions, repeats, device, warmup):
+    """Call each function `warmup` times, then `repeats` rounds in turn (so drift in the machine's speed hits
+    all of them alike); returns {name: [seconds, ...]}."""
+    for function in functions.values():
+        for _ in range(warmup):
+            function()
+    times = {name: [] for name in functions}
+    for _ in range(repeats):
+        for name, function in functions.items():
+            synchronize(device)
+            start = time.perf_counter()
+            function()
+            synchronize(device)
+            times[name].append(time.perf_counter() - start)
+    return times
+
+
+def synchronize(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+# --- 2. generation ----------------------------------------------------------------------------------------------
+
+def time_generation(nb, smoke, device, repeats):
+    """Greedy generation of N new tokens after an 8-token prompt: ours without and with the KV cache,
+    Hugging Face's generate with its cache. In float32 all three must give the same tokens. Where the
+    device has fast bf16, both cached variants run again with their weights in bf16."""
+    n_new = 24 if smoke else 200
+    torch.manual_seed(123)
+    ours = nb.GPTModel(our_config(nb, smoke, 0.0)).eval()
+    theirs = hugging_face_twin(nb, ours, 0.0).eval()
+    check_same_logits(ours, theirs, ours.cfg.vocab_size)
+    ours.to(device), theirs.to(device)
+    prompt = torch.randint(0, ours.cfg.vocab_size, (1, 8), generator=torch.Generator().manual_seed(2)).to(device)
+
+    def cached_variants(our_model, their_model):
+        def hf_generate():
+            with torch.inference_mode():
+                return their_model.generate(prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=n_new,
+                                            min_new_tokens=n_new, do_sample=False, use_cache=True, pad_token_id=0)
+
+        return {"ours, KV cache": lambda: nb.generate(our_model, prompt, n_new, use_cache=True),
+                "Hugging Face generate": hf_generate}
+
+    start = time.perf_counter()
+    uncached = nb.generate(ours, prompt, n_new, use_cache=False)  # slow, so timed once
+    uncached_seconds = time.perf_counter() - start
+    rows = [{"section": "generation", "precision": "fp32", "what": "ours, no cache", "value": n_new / uncached_seconds,
+             "unit": "tokens/s", "runs": 1}]
+    variants = {"fp32": cached_variants(ours, theirs)}
+    low = nb.pick_precision(device)
+    if low != "fp32":
+        dtype = nb.AUTOCAST_DTYPES[low]
+        variants[f"{low} weights"] = cached_variants(copy.deepcopy(ours).to(dtype), copy.deepcopy(theirs).to(dtype))
+    agreement = []
+    for precision, functions in variants.items():
+        outputs = {name: function() for name, function in functions.items()}  # also the warm-up
+        if precision == "fp32":
+            for name, output in outputs.items():
+                assert torch.equal(output, uncached), f"{name} generated other tokens than ours without the cache"
+        else:
+            same = (outputs["ours, KV cache"] == outputs["Hugging Face generate"]).float().mean().item()
+            agreement.append(f"in {precision} ours and Hugging Face's tokens agree at {same:.0%} of positions")
+        times = interleaved_times(functions, repeats, device, warmup=0)
+        rows += [{"section": "generation", "precision": precision, "what": name, "value": n_new / statistics.median(seconds),
+                  "unit": "tokens/s", "runs": len(seconds)} for name, seconds in times.items()]
+    note = f"{n_new} new tokens, greedy, batch 1, 8-token prompt; in float32 all three give identical tokens"
+    return rows, "; ".join([note] + agreement)
+
+
+# --- 3. loading -------------------------------------------------------------------------------------------------
+
+LOAD_SCRIPT = textwrap.dedent("""
+    import json, os, sys, time
+    sys.path[:0] = [{repo!r}, {tests!r}]
+    from notebook_loader import load_definitions
+    nb = load_definitions({notebook!r})
+    import torch
+    start = time.perf_counter()
+    import gpt_download
+    gpt_download._import_tensorflow()  # a one-off per session, reported apart
+    tf_import = time.perf_counter() - start
+
+    def status(key):
+        for line in open("/proc/self/status"):
+            if line.startswith(key):
+                return int(line.split()[1]) * 1024
+
+    with open("/proc/self/clear_refs", "w") as clear:
+        clear.write("5")  # reset the peak resident set size (VmHWM) to the current one
+    before = status("VmRSS:")
+    start = time.perf_counter()
+    settings, params = nb.download_and_load_gpt2({size!r}, {models_dir!r}, progress=False)
+    model = nb.GPTModel(nb.config_from_hparams(settings))
+    nb.load_weights_into_gpt(model, params)
+    del params
+    seconds = time.perf_counter() - start
+    peak = status("VmHWM:")
+    model_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
+    print(json.dumps(dict(seconds=seconds, tf_import=tf_import, peak_increase=peak - before, model_bytes=model_bytes)))
+""")
+
+
+def time_loading(nb, smoke, work_dir):
+    """Load a checkpoint written in OpenAI's layout into GPTModel, in a fresh process, so that its peak memory
+    is that of loading alone."""
+    settings = nb.hparams_from_config(our_config(nb, smoke, 0.0))
+    size = "124M"
+    models_dir = Path(work_dir) / "gpt2"
+    nb.write_gpt2_checkpoint(nb.random_gpt2_params(settings, seed=0), settings, models_dir / size)
+    script = LOAD_SCRIPT.format(repo=str(REPO_ROOT), tests=str(REPO_ROOT / "tests"),
+                                notebook=str(REPO_ROOT / "03_pretrained_weights.ipynb"), size=size,
+                                models_dir=str(models_dir))
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO_ROOT)
+    if result.returncode != 0:
+        raise RuntimeError(f"the loading benchmark failed:\n{result.stderr[-3000:]}")
+    figures = json.loads(result.stdout.strip().splitlines()[-1])
+    model_mb = figures["model_bytes"] / 1e6
+    rows = [
+        {"section": "loading", "precision": "fp32", "what": "ours: read + build + copy", "value": figures["seconds"],
+         "unit": "s", "runs": 1},
+        {"section": "loading", "precision": "fp32", "what": "ours: peak memory added", "value": figures["peak_increase"] / 1e6,
+         "unit": "MB", "runs": 1},
+    ]
+    note = (f"model {model_mb:,.0f} MB of float32 parameters; peak added = {figures['peak_increase'] / figures['model_bytes']:.2f}x "
+            f"the model; TensorFlow's import ({figures['tf_import']:.1f} s) happens once per session and is not counted")
+    return rows, note
+
+
+# --- 4. notebooks -----------------------------------------------------------------------------------------------
+
+def time_notebook(name, profile, work_dir):
+    environment = {**os.environ, "GPT2_PROFILE": profile}
+    start = time.perf_counter()
+    result = subprocess.run(["jupyter", "nbconvert", "--to", "notebook", "--execute", f"{name}.ipynb",
+                             "--ExecutePreprocessor.timeout=-1", "--output-dir", str(work_dir),
+                             "--output", f"{name}-{profile}.ipynb"],
+                            cwd=REPO_ROOT, env=environment, capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    if result.returncode != 0:
+        raise RuntimeError(f"{name} ({profile}) failed:\n{result.stderr[-3000:]}")
+    return {"section": "notebooks", "precision": "", "what": f"{name} ({profile})", "value": seconds, "unit": "s",
+            "runs": 1}
+
+
+# --- the table --------------------------------------------------------------------------------------------------
+
+def machine_description(device):
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    parts = [f"{cpu}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads"]
+    if device.type == "cuda":
+        parts.append(torch.cuda.get_device_name(device))
+    import transformers
+    parts.append(f"torch {torch.__version__}, transformers {transformers.__version__}, Python {platform.python_version()}")
+    return "; ".join(parts)
+
+
+def ratio_text(rows, row):
+    """The row's ratio to what it is measured against: Hugging Face in the same precision, and our own
+    float32 (training) or uncached (generation) figure."""
+    def find(section, precision, what):
+        return next((r["value"] for r in rows if (r["section"], r["precision"], r["what"]) == (section, precision, what)), None)
+
+    parts = []
+    if row["section"] == "training" and row["what"] == "ours":
+        parts.append(f"{row['value'] / find('training', row['precision'], 'Hugging Face'):.2f}x Hugging Face")
+        if row["precision"] != "fp32":
+            parts.append(f"{row['value'] / find('training', 'fp32', 'ours'):.2f}x our fp32")
+    if row["section"] == "generation" and row["what"] == "ours, KV cache":
+        parts.append(f"{row['value'] / find('generation', row['precision'], 'Hugging Face generate'):.2f}x Hugging Face")
+        parts.append(f"{row['value'] / find('generation', 'fp32', 'ours, no cache'):.1f}x ours without cache")
+    return ", ".join(parts)
+
+
+def format_table(rows, notes, machine, when):
+    lines = [f"Measured {when} on: {machine}.", "",
+             "| section | precision | what | figure | ratio |", "|---|---|---|---:|---|"]
+    for row in rows:
+        value = f"{row['value']:,.1f} {row['unit']}" if row["unit"] != "s" else f"{row['value']:,.2f} s"
+        lines.append(f"| {row['section']} | {row['precision']} | {row['what']} | {value} | {ratio_text(rows, row)} |")
+    lines.append("")
+    lines.extend(f"- {section}: {note}" for section, note in notes.items())
+    return "\n".join(lines)
+
+
+def update_readme(table, readme=REPO_ROOT / "README.md"):
+    """Replace what stands between the bench markers in the README with `table` (atomically)."""
+    readme = Path(readme)
+    text = readme.read_text()
+    if README_START not in text or README_END not in text:
+        raise ValueError(f"{readme} has no {README_START} ... {README_END} block to replace: add the two lines")
+    head, rest = text.split(README_START, 1)
+    _, tail = rest.split(README_END, 1)
+    partial = readme.with_name(readme.name + ".partial")
+    partial.write_text(f"{head}{README_START}\n{table}\n{README_END}{tail}")
+    os.replace(partial, readme)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--smoke", action="store_true", help="tiny model, no notebooks: check the script quickly")
+    parser.add_argument("--sections", nargs="+", default=["training", "generation", "loading", "notebooks"],
+                        choices=["training", "generation", "loading", "notebooks"])
+    parser.add_argument("--full-02", action="store_true", help="also run 02_pretraining.ipynb in the full profile")
+    parser.add_argument("--repeats", type=int, default=None, help="timed repetitions (default: 5, smoke 2)")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--readme", action="store_true", help="write the table into README.md")
+    args = parser.parse_args(argv)
+    if args.smoke and args.readme:
+        parser.error("--readme takes the real figures; run without --smoke")
+    repeats = args.repeats or (2 if args.smoke else 5)
+    device = torch.device(args.device)
+
+    nb = load_definitions(REPO_ROOT / "02_pretraining.ipynb")
+    for name, value in vars(load_definitions(REPO_ROOT / "03_pretrained_weights.ipynb")).items():
+        if not name.startswith("__") and not hasattr(nb, name):
+            setattr(nb, name, value)  # 03's converters and loader, beside 02's training and generation code
+
+    rows, notes = [], {}
+    with tempfile.TemporaryDirectory(prefix="gpt2-bench-") as work_dir:
+        if "training" in args.sections:
+            section_rows, notes["training"] = time_training(nb, args.smoke, device, repeats)
+            rows += section_rows
+        if "generation" in args.sections:
+            section_rows, notes["generation"] = time_generation(nb, args.smoke, device, repeats)
+            rows += section_rows
+        if "loading" in args.sections:
+            section_rows, notes["loading"] = time_loading(nb, args.smoke, work_dir)
+            rows += section_rows
+        if "notebooks" in args.sections and not args.smoke:
+            rows += [time_notebook(name, "smoke", work_dir) for name in NOTEBOOKS]
+            if args.full_02:
+                rows.append(time_notebook("02_pretraining", "full", work_dir))
+            notes["notebooks"] = "wall time of `jupyter nbconvert --execute`, kernel start included"
+
+    when = time.strftime("%Y-%m-%d")
+    table = format_table(rows, notes, machine_description(device), when)
+    print(table)
+    OUTPUT_DIR.mkdir(parents=True, exist_ok=True)
+    suffix = "-smoke" if args.smoke else ""
+    (OUTPUT_DIR / f"latest{suffix}.md").write_text(table + "\n")
+    (OUTPUT_DIR / f"latest{suffix}.json").write_text(json.dumps({"when": when, "rows": rows, "notes": notes}, indent=1))
+    if args.readme:
+        update_readme(table)
+    return rows
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,67 @@
+"""benchmarks/bench.py runs end to end (on a tiny model) and its table says what it measured.
+
+The figures themselves are not tested: they depend on the machine. What is tested is that every
+section runs on the notebooks' code, that the generation benchmark's correctness check holds (ours with
+and without cache and Hugging Face's generate give the same tokens), and that the README block is
+replaced and nothing else.
+"""
+
+import importlib.util
+import sys
+
+import pytest
+
+from conftest import REPO_ROOT
+
+pytest.importorskip("transformers")
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("bench", REPO_ROOT / "benchmarks" / "bench.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["bench"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_smoke_run_measures_every_section(bench, capsys):
+    rows = bench.main(["--smoke", "--sections", "training", "generation", "loading"])
+    measured = {(row["section"], row["precision"], row["what"]) for row in rows}
+    for what in ("ours", "Hugging Face"):
+        assert ("training", "fp32", what) in measured
+    for what in ("ours, no cache", "ours, KV cache", "Hugging Face generate"):
+        assert ("generation", "fp32", what) in measured
+    assert {row["what"] for row in rows if row["section"] == "loading"} == {"ours: read + build + copy",
+                                                                           "ours: peak memory added"}
+    assert all(row["value"] > 0 for row in rows)
+    table = capsys.readouterr().out
+    assert "x Hugging Face" in table and "x ours without cache" in table and "Measured" in table
+    assert (REPO_ROOT / "outputs" / "benchmarks" / "latest-smoke.md").read_text().strip() == table.strip()
+
+
+def test_readme_block_is_replaced_and_nothing_else(bench, tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{bench.README_START}\nold table\n{bench.README_END}\nrest\n")
+    bench.update_readme("| new | table |", readme)
+    assert readme.read_text() == f"intro\n{bench.README_START}\n| new | table |\n{bench.README_END}\nrest\n"
+    readme.write_text("no markers\n")
+    with pytest.raises(ValueError, match="bench:start"):
+        bench.update_readme("| table |", readme)
+    assert readme.read_text() == "no markers\n" and not (tmp_path / "README.md.partial").exists()
+
+
+def test_ratios_compare_like_with_like(bench):
+    rows = [
+        {"section": "training", "precision": "fp32", "what": "ours", "value": 150.0},
+        {"section": "training", "precision": "fp32", "what": "Hugging Face", "value": 120.0},
+        {"section": "training", "precision": "bf16", "what": "ours", "value": 300.0},
+        {"section": "training", "precision": "bf16", "what": "Hugging Face", "value": 200.0},
+        {"section": "generation", "precision": "fp32", "what": "ours, no cache", "value": 4.0},
+        {"section": "generation", "precision": "fp32", "what": "ours, KV cache", "value": 40.0},
+        {"section": "generation", "precision": "fp32", "what": "Hugging Face generate", "value": 25.0},
+    ]
+    assert bench.ratio_text(rows, rows[0]) == "1.25x Hugging Face"
+    assert bench.ratio_text(rows, rows[2]) == "1.50x Hugging Face, 2.00x our fp32"
+    assert bench.ratio_text(rows, rows[5]) == "1.60x Hugging Face, 10.0x ours without cache"
+    assert bench.ratio_text(rows, rows[1]) == ""
