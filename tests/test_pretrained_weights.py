@@ -59,7 +59,7 @@ def load_through_our_path(nb03, hf_model, hparams, models_dir):
     """HF weights -> OpenAI checkpoint on disk -> download_and_load_gpt2 -> the notebook's GPTModel."""
     gpt_download.write_gpt2_checkpoint(hf_to_openai_params(hf_model, hparams), hparams, models_dir / "124M")
     settings, params = gpt_download.download_and_load_gpt2("124M", models_dir, progress=False)
-    model = nb03.GPTModel(nb03.config_from_hparams(settings))
+    model = nb03.gpt_for_checkpoint(settings)  # as 03 loads: no random init
     nb03.load_weights_into_gpt(model, params)
     return model.eval()
 
@@ -110,6 +110,18 @@ def test_every_parameter_is_assigned_exactly_once(nb03):
     assert sorted(mapping) == sorted(name for name, _ in model.named_parameters())
     assert len(set(mapping.values())) == len(mapping) == 4 + 12 * TINY["n_layer"]
     assert model.out_head.weight is model.tok_emb.weight
+
+
+def test_a_model_for_a_checkpoint_is_tied_and_loads_like_a_built_one(nb03):
+    built = nb03.GPTModel(nb03.config_from_hparams(TINY))
+    nb03.load_weights_into_gpt(built, tiny_params())
+    model = nb03.gpt_for_checkpoint(TINY)
+    assert model.out_head.weight is model.tok_emb.weight
+    assert all(parameter.device.type == "cpu" for parameter in model.parameters())
+    assert nb03.count_parameters(model) == nb03.count_parameters(built)
+    nb03.load_weights_into_gpt(model, tiny_params())
+    for (name, ours), (_, reference) in zip(model.state_dict().items(), built.state_dict().items()):
+        assert torch.equal(ours, reference), name
 
 
 def test_a_wrong_shape_is_named(nb03):
