@@ -81,8 +81,8 @@ def time_training(nb, smoke, device, repeats):
     """Tokens/s of one training step (forward, backward, AdamW) in each precision, ours and Hugging Face's."""
     batch, n_tokens, drop_rate = (2, 64, 0.1) if smoke else (2, 256, 0.1)
     torch.manual_seed(123)
-    ours = nb.GPTModel(our_config(nb, smoke, drop_rate)).to(device)
-    theirs = hugging_face_twin(nb, ours.cpu(), drop_rate).to(device)
+    ours = nb.GPTModel(our_config(nb, smoke, drop_rate))
+    theirs = hugging_face_twin(nb, ours, drop_rate).to(device)  # the twin copies our weights on the CPU
     ours.to(device)
     vocab_size = ours.cfg.vocab_size
     token_ids = torch.randint(0, vocab_size, (batch, n_tokens + 1), generator=torch.Generator().manual_seed(1))
