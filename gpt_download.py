@@ -1,6 +1,6 @@
-"""Download OpenAI's GPT-2 checkpoints safely, read them, and write checkpoints in the same layout.
+"""Download OpenAI's GPT-2 checkpoints safely, verify them, and read them.
 
-    settings, params = download_and_load_gpt2("124M", "models/gpt2")
+    hparams, params = download_and_load_gpt2("124M", "models/gpt2")
 
 OpenAI published GPT-2 as TensorFlow 1 checkpoints, one folder per model size:
 
@@ -22,9 +22,10 @@ What this module promises:
 - `manifest.json` records each verified file's size and SHA-256, so a later call checks the files
   on disk and makes no network request at all: after one download, everything works offline.
 - Every failure raises an error that names the URL, the folder and how to place the files by hand.
-- Reading a checkpoint needs no TensorFlow and checks every tensor's CRC32C; TensorFlow is used only
-  to write checkpoints, in a child process (the section "Reading OpenAI's TensorFlow checkpoints"
-  says why it must never be imported where the model runs).
+- Reading a checkpoint needs no TensorFlow and checks every tensor's CRC32C (the section "Reading
+  OpenAI's TensorFlow checkpoints" says why TensorFlow must never be imported where the model runs).
+  Writing checkpoints in this layout is taught in 03_pretrained_weights.ipynb, section 9
+  (gpt2_from_scratch.weights.write_gpt2_checkpoint).
 
 Environment variables GPT2_BASE_URL and GPT2_MIRROR_URL (or the arguments base_url and mirror_url)
 point the downloader at other servers; URLs are `{base}/{model_size}/{file}`.
@@ -36,13 +37,9 @@ import collections
 import hashlib
 import json
 import os
-import shutil
 import socket
-import subprocess
 import sys
-import tempfile
 import time
-import traceback
 import urllib.error
 import urllib.request
 from http.client import HTTPException
@@ -99,16 +96,16 @@ def download_and_load_gpt2(model_size, models_dir, *, base_url=None, mirror_url=
                            backoff=0.5, timeout=30, progress=True):
     """Make sure `models_dir/model_size` holds OpenAI's seven files, verified, then read the weights.
 
-    Returns (settings, params): settings is hparams.json as a dict, params is what
+    Returns (hparams, params): hparams is hparams.json as a dict, params is what
     load_gpt2_params_from_tf_ckpt returns. Files already recorded in the folder's manifest are
     checked on disk (size and SHA-256) and not downloaded again; no network request is made then.
     """
     ensure_gpt2_files(model_size, models_dir, base_url=base_url, mirror_url=mirror_url,
                       retries=retries, backoff=backoff, timeout=timeout, progress=progress)
     model_dir = Path(models_dir) / model_size
-    settings = json.loads((model_dir / "hparams.json").read_text(encoding="utf-8"))
-    params = load_gpt2_params_from_tf_ckpt(model_dir / "model.ckpt", settings)
-    return settings, params
+    hparams = json.loads((model_dir / "hparams.json").read_text(encoding="utf-8"))
+    params = load_gpt2_params_from_tf_ckpt(model_dir / "model.ckpt", hparams)
+    return hparams, params
 
 
 def ensure_gpt2_files(model_size, models_dir, *, base_url=None, mirror_url=None, retries=3,
@@ -323,7 +320,7 @@ def _atomic_write_text(path, text):
 # process ("LLVM ERROR: inconsistency in registered CommandLine options"), and PyTorch imports
 # triton lazily, for instance the first time a model is built on the meta device. So the process
 # that runs the model never imports TensorFlow: the reader below reads the checkpoint's files
-# itself, and write_gpt2_checkpoint runs TensorFlow in a child process.
+# itself, and 03_pretrained_weights' write_gpt2_checkpoint runs TensorFlow in a child process.
 #
 # The format, TensorFlow's "tensor bundle" (what tf.train.Saver writes):
 # - model.ckpt.index is an SSTable (LevelDB's table format): sorted key/value records in blocks,
@@ -502,7 +499,7 @@ def read_checkpoint_tensor(ckpt_path, name, entry, n_shards=1):
     return raw.view(dtype).reshape(entry.shape).astype(dtype.newbyteorder("="), copy=False)
 
 
-def load_gpt2_params_from_tf_ckpt(ckpt_path, settings):
+def load_gpt2_params_from_tf_ckpt(ckpt_path, hparams):
     """Read an OpenAI GPT-2 checkpoint into nested numpy arrays:
 
     {"wte", "wpe", "g", "b", "blocks": [{"ln_1": {"g", "b"}, "attn": {"c_attn": {"w", "b"}, ...},
@@ -513,7 +510,7 @@ def load_gpt2_params_from_tf_ckpt(ckpt_path, settings):
     against the CRC32C in the index. Needs no TensorFlow.
     """
     entries, n_shards = read_checkpoint_index(ckpt_path)
-    expected = openai_variable_shapes(settings)
+    expected = openai_variable_shapes(hparams)
     missing = sorted(set(expected) - set(entries))
     if missing:
         raise ValueError(f"{ckpt_path} lacks {len(missing)} variables hparams.json implies, "
@@ -523,7 +520,7 @@ def load_gpt2_params_from_tf_ckpt(ckpt_path, settings):
             raise ValueError(f"{name} has shape {entries[name].shape} in {ckpt_path}; "
                              f"hparams.json implies {shape}")
     variables = {name: read_checkpoint_tensor(ckpt_path, name, entries[name], n_shards) for name in expected}
-    return variables_to_params(variables, settings)
+    return variables_to_params(variables, hparams)
 
 
 # CRC32C (Castagnoli), the checksum TensorFlow stores for every block and tensor. Python has no
@@ -605,11 +602,11 @@ def crc32c_masked(data):
     return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
 
 
-def openai_variable_shapes(settings):
+def openai_variable_shapes(hparams):
     """Every variable of an OpenAI GPT-2 checkpoint with these hparams: {name: shape}."""
-    d, vocab, ctx = settings["n_embd"], settings["n_vocab"], settings["n_ctx"]
+    d, vocab, ctx = hparams["n_embd"], hparams["n_vocab"], hparams["n_ctx"]
     shapes = {"model/wte": (vocab, d), "model/wpe": (ctx, d)}
-    for layer in range(settings["n_layer"]):
+    for layer in range(hparams["n_layer"]):
         prefix = f"model/h{layer}"
         shapes |= {
             f"{prefix}/ln_1/g": (d,), f"{prefix}/ln_1/b": (d,),
@@ -623,148 +620,9 @@ def openai_variable_shapes(settings):
     return shapes
 
 
-def params_to_variables(params, settings):
-    """The inverse of load_gpt2_params_from_tf_ckpt's nesting: {OpenAI variable name: array}."""
-    variables = {}
-    for name, shape in openai_variable_shapes(settings).items():
-        source, keys = _nested_location(params, name)
-        for key in keys:
-            source = source[key]
-        array = np.asarray(source, dtype=np.float32)
-        if array.shape == shape[1:] and len(shape) == 3:
-            array = array[None]  # restore the leading axis of a [1, in, out] weight
-        if array.shape != shape:
-            raise ValueError(f"{name} has shape {array.shape}; these hparams need {shape} "
-                             f"(or {shape[1:]} for a squeezed weight)" if len(shape) == 3 else
-                             f"{name} has shape {array.shape}; these hparams need {shape}")
-        variables[name] = array
-    return variables
-
-
-def write_gpt2_checkpoint(params, settings, model_dir, tokenizer_dir=None):
-    """Write params (as load_gpt2_params_from_tf_ckpt returns them) in OpenAI's layout: checkpoint,
-    hparams.json, model.ckpt.{data-00000-of-00001,index,meta}, encoder.json, vocab.bpe, plus a
-    manifest, so download_and_load_gpt2 finds the folder complete and downloads nothing.
-
-    TensorFlow writes the checkpoint, in a child process (see "Reading OpenAI's TensorFlow
-    checkpoints" above for why it never runs in this one). The folder is built under a temporary name,
-    read back with this module's reader and compared, then renamed: a failure leaves any earlier
-    folder of that name as it was.
-    """
-    model_dir = Path(model_dir)
-    tokenizer_dir = Path(tokenizer_dir) if tokenizer_dir else Path(__file__).parent / "data" / "gpt2-tokenizer"
-    variables = params_to_variables(params, settings)
-    model_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp_dir = Path(tempfile.mkdtemp(prefix=model_dir.name + ".partial-", dir=model_dir.parent))
-    try:
-        np.savez(tmp_dir / _VARIABLES_FILE, **variables)
-        _run_tensorflow_writer(tmp_dir)
-        (tmp_dir / _VARIABLES_FILE).unlink()
-        # The `checkpoint` file exactly as OpenAI's (relative paths).
-        (tmp_dir / "checkpoint").write_text(
-            'model_checkpoint_path: "model.ckpt"\nall_model_checkpoint_paths: "model.ckpt"\n')
-        hparams = {key: settings[key] for key in ("n_vocab", "n_ctx", "n_embd", "n_head", "n_layer")}
-        (tmp_dir / "hparams.json").write_text(json.dumps(hparams, indent=2))
-        for name in ("encoder.json", "vocab.bpe"):
-            shutil.copyfile(tokenizer_dir / name, tmp_dir / name)
-
-        written = load_gpt2_params_from_tf_ckpt(tmp_dir / "model.ckpt", settings)
-        for name, array in params_to_variables(written, settings).items():
-            if not np.array_equal(array, variables[name]):
-                raise RuntimeError(f"{name} read back differently from what was written")
-        write_manifest(tmp_dir, {name: {"size": (tmp_dir / name).stat().st_size,
-                                        "sha256": sha256_of(tmp_dir / name),
-                                        "source": "write_gpt2_checkpoint"} for name in FILES})
-        if model_dir.exists():
-            old = model_dir.with_name(tmp_dir.name + "-old")
-            os.replace(model_dir, old)
-            try:
-                os.replace(tmp_dir, model_dir)
-            except OSError:
-                os.replace(old, model_dir)  # put the earlier folder back
-                raise
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp_dir, model_dir)
-    finally:
-        shutil.rmtree(tmp_dir, ignore_errors=True)
-    return model_dir
-
-
-_VARIABLES_FILE = "variables.npz"
-_TENSORFLOW_WRITER_FLAG = "--write-checkpoint-with-tensorflow"
-_NO_TENSORFLOW_EXIT = 3
-
-
-def tensorflow_child_environment():
-    """The environment for a child process that runs TensorFlow: quiet, and kept off the GPU (writing
-    and reading checkpoints need none, and TensorFlow would otherwise claim the GPU's memory)."""
-    return dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
-
-
-def _run_tensorflow_writer(folder):
-    """Run _write_with_tensorflow(folder) in a fresh Python process and wait for it."""
-    result = subprocess.run([sys.executable, str(Path(__file__).resolve()), _TENSORFLOW_WRITER_FLAG, str(folder)],
-                            env=tensorflow_child_environment(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, errors="replace")
-    if result.returncode == _NO_TENSORFLOW_EXIT:
-        raise ImportError("Writing a checkpoint in OpenAI's TensorFlow format needs TensorFlow, and "
-                          f"{sys.executable} could not import it: pip install tensorflow (or pip install -r "
-                          "requirements.txt). Reading one does not need it. The import failed with:\n"
-                          + result.stdout[-3000:])
-    if result.returncode != 0:
-        raise RuntimeError(f"TensorFlow failed to write a checkpoint into {folder} (exit code "
-                           f"{result.returncode}); its output ends:\n{result.stdout[-3000:]}")
-
-
-def _write_with_tensorflow(folder):
-    """In a child process: write folder/variables.npz as folder/model.ckpt.{data-*,index,meta} with
-    tf.compat.v1.train.Saver, as OpenAI did."""
-    try:
-        import tensorflow as tf
-    except ImportError:
-        traceback.print_exc()  # a broken install says why here; the parent shows it
-        sys.exit(_NO_TENSORFLOW_EXIT)
-    folder = Path(folder)
-    with np.load(folder / _VARIABLES_FILE) as stored:
-        variables = {name: stored[name] for name in stored.files}
-    graph = tf.Graph()
-    with graph.as_default():
-        tf_variables, assigns = [], []
-        for name, array in variables.items():
-            variable = tf.compat.v1.get_variable(name, shape=array.shape, dtype=tf.float32,
-                                                 initializer=tf.compat.v1.zeros_initializer())
-            # Fill through a placeholder: an initializer constant would copy every weight
-            # into the graph (model.ckpt.meta) as well.
-            value = tf.compat.v1.placeholder(tf.float32, shape=array.shape)
-            tf_variables.append(variable)
-            assigns.append((variable.assign(value), value, array))
-        saver = tf.compat.v1.train.Saver(tf_variables, save_relative_paths=True)
-        with tf.compat.v1.Session(graph=graph) as session:
-            session.run(tf.compat.v1.global_variables_initializer())
-            session.run([assign for assign, _, _ in assigns],
-                        feed_dict={value: array for _, value, array in assigns})
-            saver.save(session, str(folder / "model.ckpt"), write_state=False)
-
-
-def random_gpt2_params(settings, seed=0):
-    """Random weights with OpenAI's shapes (N(0, 0.02), layer norms at 1 and 0): stand-in
-    checkpoints for tests and the notebooks' smoke profile."""
-    generator = np.random.default_rng(seed)
-    variables = {}
-    for name, shape in openai_variable_shapes(settings).items():
-        if name.endswith("/g"):
-            variables[name] = np.ones(shape, np.float32)
-        elif name.endswith("/b"):
-            variables[name] = np.zeros(shape, np.float32)
-        else:
-            variables[name] = generator.normal(0.0, 0.02, size=shape).astype(np.float32)
-    return variables_to_params(variables, settings)
-
-
-def variables_to_params(variables, settings):
+def variables_to_params(variables, hparams):
     """{OpenAI variable name: array} -> the nested dict load_gpt2_params_from_tf_ckpt returns."""
-    params = {"blocks": [{} for _ in range(settings["n_layer"])]}
+    params = {"blocks": [{} for _ in range(hparams["n_layer"])]}
     for name, array in variables.items():
         target, keys = _nested_location(params, name)
         for key in keys[:-1]:
@@ -785,10 +643,6 @@ def _nested_location(params, name):
 
 
 if __name__ == "__main__":
-    if sys.argv[1:2] == [_TENSORFLOW_WRITER_FLAG]:  # write_gpt2_checkpoint's child process
-        _write_with_tensorflow(sys.argv[2])
-        sys.exit(0)
-
     import argparse
 
     parser = argparse.ArgumentParser(description="Download (and verify) OpenAI's GPT-2 checkpoint files.")

@@ -8,8 +8,8 @@
 Both models get the same configuration and the same random weights (ours are copied into Hugging
 Face's model through 03's OpenAI-layout converters), run in the same process, on the same inputs, with
 the same optimizer, so the ratios compare the implementations and nothing else. Our side is exactly
-what the notebooks run: definitions come from 02_pretraining.ipynb and 03_pretrained_weights.ipynb
-through tests/notebook_loader.py, never from a copied module.
+what the notebooks run: the package gpt2_from_scratch, generated from the notebooks' cells (02's
+training code with its cheaper CPU dropout, 03's converters and loader), never a copied module.
 
 The table goes to stdout and to outputs/benchmarks/latest.md (with latest.json beside it).
 """
@@ -27,15 +27,16 @@ import sys
 import tempfile
 import textwrap
 import time
+import types
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(REPO_ROOT), str(REPO_ROOT / "tests")]
+sys.path.insert(0, str(REPO_ROOT))
 
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from notebook_loader import load_definitions  # noqa: E402
+from gpt2_from_scratch import pretraining, weights  # noqa: E402
 
 OUTPUT_DIR = REPO_ROOT / "outputs" / "benchmarks"
 NOTEBOOKS = ["01_architecture", "02_pretraining", "03_pretrained_weights", "04_finetune_classify",
@@ -48,7 +49,7 @@ README_START, README_END = "<!-- bench:start -->", "<!-- bench:end -->"
 def our_config(nb, smoke, drop_rate):
     if smoke:
         return nb.GPTConfig(vocab_size=512, context_length=256, emb_dim=64, n_heads=4, n_layers=2, drop_rate=drop_rate)
-    return nb.GPTConfig.from_preset("gpt2-small", drop_rate=drop_rate)  # OpenAI's 124M architecture
+    return nb.GPTConfig.from_preset("124M", drop_rate=drop_rate)  # OpenAI's 124M architecture
 
 
 def hugging_face_twin(nb, model, drop_rate):
@@ -56,14 +57,14 @@ def hugging_face_twin(nb, model, drop_rate):
     from transformers import GPT2Config, GPT2LMHeadModel
 
     cfg = model.cfg
-    settings = nb.hparams_from_config(cfg)
-    weights = nb.to_hugging_face(nb.gpt_to_openai_params(model), settings).state_dict()  # 03's converters
+    hparams = nb.hparams_from_config(cfg)
+    state = nb.to_hugging_face(nb.gpt_to_openai_params(model), hparams).state_dict()  # 03's converters
     config = GPT2Config(vocab_size=cfg.vocab_size, n_positions=cfg.context_length, n_embd=cfg.emb_dim,
                         n_layer=cfg.n_layers, n_head=cfg.n_heads, activation_function="gelu_new",
                         resid_pdrop=drop_rate, embd_pdrop=drop_rate, attn_pdrop=drop_rate, layer_norm_epsilon=1e-5,
                         bos_token_id=cfg.vocab_size - 1, eos_token_id=cfg.vocab_size - 1)
     hf_model = GPT2LMHeadModel(config)
-    hf_model.load_state_dict(weights)
+    hf_model.load_state_dict(state)
     return hf_model
 
 
@@ -81,7 +82,7 @@ def time_training(nb, smoke, device, repeats):
     """Tokens/s of one training step (forward, backward, AdamW) in each precision, ours and Hugging Face's."""
     batch, n_tokens, drop_rate = (2, 64, 0.1) if smoke else (2, 256, 0.1)
     torch.manual_seed(123)
-    ours = nb.GPTModel(our_config(nb, smoke, drop_rate))
+    ours = nb.with_fast_dropout(nb.GPTModel(our_config(nb, smoke, drop_rate)))  # as 02 trains it
     theirs = hugging_face_twin(nb, ours, drop_rate).to(device)  # the twin copies our weights on the CPU
     ours.to(device)
     vocab_size = ours.cfg.vocab_size
@@ -197,9 +198,8 @@ def time_generation(nb, smoke, device, repeats):
 
 LOAD_SCRIPT = textwrap.dedent("""
     import json, os, sys, time
-    sys.path[:0] = [{repo!r}, {tests!r}]
-    from notebook_loader import load_definitions
-    nb = load_definitions({notebook!r})
+    sys.path.insert(0, {repo!r})
+    import gpt2_from_scratch.weights as nb  # 03's loader, and what it imports
     import torch
     with torch.device("meta"):  # also a one-off: PyTorch's meta device loads its kernels on first use
         nb.GPTModel(nb.GPTConfig(vocab_size=8, context_length=4, emb_dim=4, n_heads=1, n_layers=1))
@@ -213,8 +213,8 @@ LOAD_SCRIPT = textwrap.dedent("""
         clear.write("5")  # reset the peak resident set size (VmHWM) to the current one
     before = status("VmRSS:")
     start = time.perf_counter()
-    settings, params = nb.download_and_load_gpt2({size!r}, {models_dir!r}, progress=False)
-    model = nb.gpt_for_checkpoint(settings)  # 03's way: no random init, no third copy
+    hparams, params = nb.download_and_load_gpt2({size!r}, {models_dir!r}, progress=False)
+    model = nb.gpt_for_checkpoint(hparams)  # 03's way: no random init, no third copy
     nb.load_weights_into_gpt(model, params)
     del params
     seconds = time.perf_counter() - start
@@ -227,13 +227,12 @@ LOAD_SCRIPT = textwrap.dedent("""
 def time_loading(nb, smoke, work_dir):
     """Load a checkpoint written in OpenAI's layout into GPTModel, in a fresh process, so that its peak memory
     is that of loading alone."""
-    settings = nb.hparams_from_config(our_config(nb, smoke, 0.0))
+    hparams = nb.hparams_from_config(our_config(nb, smoke, 0.0))
     size = "124M"
     models_dir = Path(work_dir) / "gpt2"
-    nb.write_gpt2_checkpoint(nb.random_gpt2_params(settings, seed=0), settings, models_dir / size)
-    script = LOAD_SCRIPT.format(repo=str(REPO_ROOT), tests=str(REPO_ROOT / "tests"),
-                                notebook=str(REPO_ROOT / "03_pretrained_weights.ipynb"), size=size,
-                                models_dir=str(models_dir))
+    nb.write_gpt2_checkpoint(nb.random_gpt2_params(hparams, seed=0), hparams, models_dir / size,
+                             tokenizer_dir=REPO_ROOT / "data" / "gpt2-tokenizer")
+    script = LOAD_SCRIPT.format(repo=str(REPO_ROOT), size=size, models_dir=str(models_dir))
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO_ROOT)
     if result.returncode != 0:
         raise RuntimeError(f"the loading benchmark failed:\n{result.stderr[-3000:]}")
@@ -322,9 +321,8 @@ def update_readme(table, readme=REPO_ROOT / "README.md"):
         raise ValueError(f"{readme} has no {README_START} ... {README_END} block to replace: add the two lines")
     head, rest = text.split(README_START, 1)
     _, tail = rest.split(README_END, 1)
-    partial = readme.with_name(readme.name + ".partial")
-    partial.write_text(f"{head}{README_START}\n{table}\n{README_END}{tail}")
-    os.replace(partial, readme)
+    with pretraining.atomic_write_path(readme) as partial:  # 01's helper, imported by 02's module
+        partial.write_text(f"{head}{README_START}\n{table}\n{README_END}{tail}")
 
 
 def main(argv=None):
@@ -342,10 +340,8 @@ def main(argv=None):
     repeats = args.repeats or (2 if args.smoke else 5)
     device = torch.device(args.device)
 
-    nb = load_definitions(REPO_ROOT / "02_pretraining.ipynb")
-    for name, value in vars(load_definitions(REPO_ROOT / "03_pretrained_weights.ipynb")).items():
-        if not name.startswith("__") and not hasattr(nb, name):
-            setattr(nb, name, value)  # 03's converters and loader, beside 02's training and generation code
+    # 02's training and generation code, with 03's converters and loader beside it.
+    nb = types.SimpleNamespace(**{**vars(weights), **vars(pretraining)})
 
     rows, notes = [], {}
     with tempfile.TemporaryDirectory(prefix="gpt2-bench-") as work_dir:

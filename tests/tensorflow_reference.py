@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gpt_download import tensorflow_child_environment
+from gpt2_from_scratch.weights import tensorflow_child_environment
 
 _SCRIPT = """
 import sys

@@ -16,6 +16,7 @@ import textwrap
 import numpy as np
 import pytest
 
+import gpt2_from_scratch.weights as writer  # 03's checkpoint writer
 import gpt_download
 from conftest import REPO_ROOT
 from tensorflow_reference import tensorflow_tensors
@@ -28,8 +29,8 @@ DATA = "model.ckpt.data-00000-of-00001"
 def tiny_checkpoint(tmp_path_factory):
     """A tiny random checkpoint written by TensorFlow (in write_gpt2_checkpoint's child process)."""
     folder = tmp_path_factory.mktemp("ckpt") / "tiny"
-    params = gpt_download.random_gpt2_params(TINY, seed=5)
-    gpt_download.write_gpt2_checkpoint(params, TINY, folder)
+    params = writer.random_gpt2_params(TINY, seed=5)
+    writer.write_gpt2_checkpoint(params, TINY, folder)
     return folder, params
 
 
@@ -91,8 +92,8 @@ def test_reader_gives_exactly_what_tensorflow_reads(tiny_checkpoint, tmp_path):
         assert np.array_equal(ours, array), name
     # and the nested params are what was written
     loaded = gpt_download.load_gpt2_params_from_tf_ckpt(ckpt, TINY)
-    written = gpt_download.params_to_variables(params, TINY)
-    for name, array in gpt_download.params_to_variables(loaded, TINY).items():
+    written = writer.params_to_variables(params, TINY)
+    for name, array in writer.params_to_variables(loaded, TINY).items():
         assert np.array_equal(array, written[name]), name
 
 
@@ -240,7 +241,7 @@ def shadow_tensorflow(folder, source, monkeypatch):
 def test_writing_without_tensorflow_says_how_to_install_it(tmp_path, monkeypatch):
     shadow_tensorflow(tmp_path / "no_tensorflow", "raise ImportError('No module named tensorflow')\n", monkeypatch)
     with pytest.raises(ImportError, match="pip install tensorflow") as error:
-        gpt_download.write_gpt2_checkpoint(gpt_download.random_gpt2_params(TINY), TINY, tmp_path / "m")
+        writer.write_gpt2_checkpoint(writer.random_gpt2_params(TINY), TINY, tmp_path / "m")
     assert "No module named tensorflow" in str(error.value)  # the child's own reason is passed on
     assert not (tmp_path / "m").exists() and [p.name for p in tmp_path.iterdir()] == ["no_tensorflow"]
 
@@ -251,7 +252,7 @@ def test_a_failing_writer_leaves_the_earlier_folder_as_it_was(tiny_checkpoint, t
     shadow_tensorflow(tmp_path / "broken_tensorflow",
                       "def __getattr__(name):\n    raise RuntimeError('simulated TensorFlow failure')\n", monkeypatch)
     with pytest.raises(RuntimeError, match="simulated TensorFlow failure"):
-        gpt_download.write_gpt2_checkpoint(gpt_download.random_gpt2_params(TINY, seed=9), TINY, folder)
+        writer.write_gpt2_checkpoint(writer.random_gpt2_params(TINY, seed=9), TINY, folder)
     assert {path.name: path.read_bytes() for path in folder.iterdir()} == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["broken_tensorflow", "tiny"]  # no temporary folder
 
@@ -261,12 +262,11 @@ def test_a_failing_writer_leaves_the_earlier_folder_as_it_was(tiny_checkpoint, t
 # TensorFlow loaded, that aborted the process wherever triton is installed (PyTorch's CUDA builds).
 NOTEBOOK_PATH_SCRIPT = textwrap.dedent("""
     import importlib.util, sys
-    sys.path[:0] = [{repo!r}, {tests!r}]
-    from notebook_loader import load_definitions
-    nb = load_definitions({notebook!r})
+    sys.path[:0] = [{repo!r}]
+    import gpt2_from_scratch.weights as nb  # 03's module, and what it imports from gpt_download and 01
     import torch
-    settings, params = nb.download_and_load_gpt2({size!r}, {models_dir!r}, progress=False)
-    model = nb.gpt_for_checkpoint(settings)  # the meta device
+    hparams, params = nb.download_and_load_gpt2({size!r}, {models_dir!r}, progress=False)
+    model = nb.gpt_for_checkpoint(hparams)  # the meta device
     nb.load_weights_into_gpt(model, params)
     with torch.device("meta"):
         nb.GPTModel(nb.GPTConfig(vocab_size=100, context_length=16, emb_dim=8, n_heads=2, n_layers=1))
@@ -282,9 +282,7 @@ def test_loading_then_the_meta_device_runs_and_never_loads_tensorflow(tiny_check
     folder, _ = tiny_checkpoint
     size = "774M"  # a size with no known byte counts, so the tiny stand-in is accepted
     shutil.copytree(folder, tmp_path / size)
-    script = NOTEBOOK_PATH_SCRIPT.format(repo=str(REPO_ROOT), tests=str(REPO_ROOT / "tests"),
-                                         notebook=str(REPO_ROOT / "03_pretrained_weights.ipynb"), size=size,
-                                         models_dir=str(tmp_path))
+    script = NOTEBOOK_PATH_SCRIPT.format(repo=str(REPO_ROOT), size=size, models_dir=str(tmp_path))
     result = subprocess.run([sys.executable, "-X", "faulthandler", "-c", script], stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, timeout=300)
     assert result.returncode == 0, f"exit code {result.returncode}:\n{result.stdout[-4000:]}"

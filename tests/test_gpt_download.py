@@ -17,6 +17,7 @@ import pytest
 
 from fake_openai_server import FakeGPT2Server, unused_local_port
 
+import gpt2_from_scratch.weights as writer  # 03's checkpoint writer
 import gpt_download  # on sys.path through conftest.py
 
 TINY = {"n_vocab": 100, "n_ctx": 16, "n_embd": 8, "n_head": 2, "n_layer": 2}
@@ -25,15 +26,15 @@ DATA = "model.ckpt.data-00000-of-00001"
 
 
 def flat(params):
-    return gpt_download.params_to_variables(params, TINY)
+    return writer.params_to_variables(params, TINY)
 
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     """A folder holding <size>/<OpenAI's seven files> for a tiny random model, and its params."""
     root = tmp_path_factory.mktemp("served")
-    params = gpt_download.random_gpt2_params(TINY, seed=1)
-    gpt_download.write_gpt2_checkpoint(params, TINY, root / SIZE)
+    params = writer.random_gpt2_params(TINY, seed=1)
+    writer.write_gpt2_checkpoint(params, TINY, root / SIZE)
     (root / SIZE / gpt_download.MANIFEST).unlink()  # OpenAI's bucket has no manifest
     shutil.copytree(root / SIZE, root / "124M")
     return root, params
@@ -64,8 +65,8 @@ def assert_same_files(served_root, model_dir, size=SIZE):
 
 def test_full_download_verifies_and_records_every_file(tmp_path, served, servers):
     root, params = served
-    settings, loaded = download(tmp_path, servers)
-    assert settings == TINY
+    hparams, loaded = download(tmp_path, servers)
+    assert hparams == TINY
     for name, array in flat(params).items():
         assert np.array_equal(flat(loaded)[name], array), name
     assert_same_files(root, tmp_path / SIZE)
@@ -215,8 +216,8 @@ def test_urls_are_joined_as_strings_and_the_environment_can_override_them(tmp_pa
 # ---- the reader and the writer ------------------------------------------------------------------
 
 def test_writer_and_reader_round_trip_exactly(tmp_path):
-    params = gpt_download.random_gpt2_params(TINY, seed=7)
-    model_dir = gpt_download.write_gpt2_checkpoint(params, TINY, tmp_path / "tiny")
+    params = writer.random_gpt2_params(TINY, seed=7)
+    model_dir = writer.write_gpt2_checkpoint(params, TINY, tmp_path / "tiny")
     assert sorted(p.name for p in model_dir.iterdir()) == sorted([*gpt_download.FILES, "manifest.json"])
     assert json.loads((model_dir / "hparams.json").read_text()) == TINY
     assert (model_dir / "checkpoint").read_text().startswith('model_checkpoint_path: "model.ckpt"')
@@ -230,10 +231,10 @@ def test_writer_and_reader_round_trip_exactly(tmp_path):
 def test_writer_replaces_an_earlier_folder_only_when_it_succeeds(served, tmp_path):
     served_root, first = served
     model_dir = shutil.copytree(served_root / SIZE, tmp_path / "m")  # a folder the writer wrote
-    broken = gpt_download.random_gpt2_params(TINY, seed=2)
+    broken = writer.random_gpt2_params(TINY, seed=2)
     broken["blocks"][0]["mlp"]["c_fc"]["w"] = np.zeros((3, 3), np.float32)
     with pytest.raises(ValueError, match="model/h0/mlp/c_fc/w"):
-        gpt_download.write_gpt2_checkpoint(broken, TINY, model_dir)
+        writer.write_gpt2_checkpoint(broken, TINY, model_dir)
     loaded = gpt_download.load_gpt2_params_from_tf_ckpt(model_dir / "model.ckpt", TINY)
     assert np.array_equal(loaded["wte"], first["wte"])
     assert [p.name for p in tmp_path.iterdir()] == ["m"]  # no temporary folder left
@@ -243,11 +244,11 @@ def test_written_124M_checkpoint_has_openai_names_shapes_and_byte_count(tmp_path
     """OpenAI's 124M release: 148 variables, e.g. model/h0/attn/c_attn/w [1, 768, 2304], and a data
     file of 497,759,232 bytes. Our writer, given 124M hparams, must produce exactly that. (That our
     reader lists what TensorFlow's lists is tested in test_checkpoint_reader.py.)"""
-    settings = {"n_vocab": 50257, "n_ctx": 1024, "n_embd": 768, "n_head": 12, "n_layer": 12}
-    shapes = gpt_download.openai_variable_shapes(settings)
+    hparams = {"n_vocab": 50257, "n_ctx": 1024, "n_embd": 768, "n_head": 12, "n_layer": 12}
+    shapes = gpt_download.openai_variable_shapes(hparams)
     params = gpt_download.variables_to_params(
-        {name: np.zeros(shape, np.float32) for name, shape in shapes.items()}, settings)
-    model_dir = gpt_download.write_gpt2_checkpoint(params, settings, tmp_path / "124M")
+        {name: np.zeros(shape, np.float32) for name, shape in shapes.items()}, hparams)
+    model_dir = writer.write_gpt2_checkpoint(params, hparams, tmp_path / "124M")
     written = gpt_download.checkpoint_variables(model_dir / "model.ckpt")
     assert len(written) == 148
     assert written["model/h0/attn/c_attn/w"] == (1, 768, 2304)

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+import gpt2_from_scratch.weights as writer  # 03's checkpoint writer
 import gpt_download
 
 transformers = pytest.importorskip("transformers")
@@ -57,15 +58,15 @@ def hf_to_openai_params(model, hparams):
 
 def load_through_our_path(nb03, hf_model, hparams, models_dir):
     """HF weights -> OpenAI checkpoint on disk -> download_and_load_gpt2 -> the notebook's GPTModel."""
-    gpt_download.write_gpt2_checkpoint(hf_to_openai_params(hf_model, hparams), hparams, models_dir / "124M")
-    settings, params = gpt_download.download_and_load_gpt2("124M", models_dir, progress=False)
-    model = nb03.gpt_for_checkpoint(settings)  # as 03 loads: no random init
+    writer.write_gpt2_checkpoint(hf_to_openai_params(hf_model, hparams), hparams, models_dir / "124M")
+    hparams, params = gpt_download.download_and_load_gpt2("124M", models_dir, progress=False)
+    model = nb03.gpt_for_checkpoint(hparams)  # as 03 loads: no random init
     nb03.load_weights_into_gpt(model, params)
     return model.eval()
 
 
 @pytest.mark.parametrize("hparams", [TINY, WIDE_CONTEXT], ids=["tiny", "ctx1024-12heads"])
-def test_logits_and_loss_equal_hugging_face(nb03, hparams, tmp_path):
+def test_logits_and_loss_equal_hugging_face(nb02, nb03, hparams, tmp_path):
     hf_model = random_hf_model(hparams, seed=0)
     ours = load_through_our_path(nb03, hf_model, hparams, tmp_path)
     generator = torch.Generator().manual_seed(1)
@@ -78,7 +79,7 @@ def test_logits_and_loss_equal_hugging_face(nb03, hparams, tmp_path):
         assert difference < 1e-5, difference
 
         hf_loss = hf_model(token_ids, labels=token_ids).loss  # HF shifts the labels itself
-        our_loss = nb03.calc_loss_batch(token_ids[:, :-1], token_ids[:, 1:], ours, "cpu")
+        our_loss = nb02.calc_loss_batch(token_ids[:, :-1], token_ids[:, 1:], ours, "cpu")
         assert abs(our_loss.item() - hf_loss.item()) < 1e-5
 
 
@@ -92,16 +93,15 @@ def test_greedy_generation_matches_hugging_face(nb03, tmp_path):
 
 def test_config_from_hparams_gives_the_presets(nb03):
     sizes = {"124M": (768, 12, 12), "355M": (1024, 24, 16), "774M": (1280, 36, 20), "1558M": (1600, 48, 25)}
-    presets = dict(zip(sizes, nb03.GPT2_PRESETS))
     for size, (emb_dim, n_layer, n_head) in sizes.items():
         hparams = {"n_vocab": 50257, "n_ctx": 1024, "n_embd": emb_dim, "n_head": n_head, "n_layer": n_layer}
         config = nb03.config_from_hparams(hparams)
-        assert config == nb03.GPTConfig.from_preset(presets[size], drop_rate=0.0), size
+        assert config == nb03.GPTConfig.from_preset(size, drop_rate=0.0), size  # presets are named by size
         assert nb03.hparams_from_config(config) == hparams
 
 
 def tiny_params(seed=0):
-    return gpt_download.random_gpt2_params(TINY, seed=seed)
+    return writer.random_gpt2_params(TINY, seed=seed)
 
 
 def test_every_parameter_is_assigned_exactly_once(nb03):
@@ -154,6 +154,6 @@ def test_export_is_the_inverse_of_loading(nb03):
     params = tiny_params(seed=5)
     model = nb03.GPTModel(nb03.config_from_hparams(TINY))
     nb03.load_weights_into_gpt(model, params)
-    exported = gpt_download.params_to_variables(nb03.gpt_to_openai_params(model), TINY)
-    for name, array in gpt_download.params_to_variables(params, TINY).items():
+    exported = writer.params_to_variables(nb03.gpt_to_openai_params(model), TINY)
+    for name, array in writer.params_to_variables(params, TINY).items():
         assert np.array_equal(exported[name], array), name

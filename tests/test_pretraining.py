@@ -5,6 +5,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 VOCAB = 97
@@ -226,6 +227,7 @@ def test_a_failed_save_leaves_the_old_checkpoint(nb02, tmp_path, monkeypatch):
     with pytest.raises(OSError, match="disk full"):
         nb02.save_checkpoint(path, model, step=2)
     assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["model.pt"], "the half-written temporary file is removed"
 
 
 def test_loading_a_missing_checkpoint_says_so(nb02, tmp_path):
@@ -320,3 +322,54 @@ def test_training_in_each_precision_learns_and_keeps_float32_weights(nb02, preci
                                         start_context="the", tokenizer=tokenizer, peak_lr=3e-3, precision=precision)
     assert history["train_loss"][-1] < history["train_loss"][0] - 0.5
     assert all(parameter.dtype == torch.float32 for parameter in model.parameters())
+
+
+# --- cheaper dropout on the CPU (02, section 4) ----------------------------------------------------
+
+def test_fast_dropout_drops_p_and_rescales_the_rest(nb02):
+    torch.manual_seed(0)
+    x = torch.rand(1000, 1000) + 0.5  # no zeros of its own
+    dropped = nb02.fast_dropout(x, 0.1)
+    kept = dropped != 0
+    assert abs((~kept).float().mean().item() - 0.1) < 0.002  # 1e6 draws: the standard error is 0.0003
+    torch.testing.assert_close(dropped[kept], x[kept] / 0.9)
+    assert nb02.fast_dropout(x, 0.1, training=False) is x and nb02.fast_dropout(x, 0.0) is x
+    draw = lambda seed: (torch.manual_seed(seed), nb02.fast_dropout(x, 0.1))[1]
+    assert torch.equal(draw(5), draw(5)) and not torch.equal(draw(5), draw(6))  # follows the global seed
+
+
+def test_with_fast_dropout_switches_every_dropout_and_keeps_the_weights(nb02):
+    model = tiny_model(nb02, drop_rate=0.1)
+    plain = tiny_model(nb02, drop_rate=0.1)
+    parameters = list(model.parameters())
+    assert nb02.with_fast_dropout(model) is model
+    dropouts = [module for module in model.modules() if isinstance(module, nn.Dropout)]
+    assert len(dropouts) == 1 + 2 and all(  # the embeddings' and one per block
+           type(module) is nb02.FastDropout for module in dropouts)
+    assert all(module.p == 0.1 for module in dropouts)
+    assert all(type(block.attn) is nb02.FastCausalSelfAttention for block in model.blocks)
+    assert all(a is b for a, b in zip(model.parameters(), parameters))  # the same tensors: an optimizer keeps them
+    tokens = torch.randint(0, VOCAB, (2, 16))
+    with torch.inference_mode():  # evaluation mode: no dropout, so exactly the plain model's logits
+        torch.testing.assert_close(model.eval()(tokens), plain.eval()(tokens), rtol=0, atol=0)
+
+
+def test_explicit_attention_with_dropout(nb02):
+    torch.manual_seed(0)
+    queries, keys, values = torch.randn(3, 2, 4, 9, 8).unbind(0)
+    expected = F.scaled_dot_product_attention(queries, keys, values, is_causal=True)
+    torch.testing.assert_close(nb02.causal_attention_with_dropout(queries, keys, values, 0.0), expected)
+    # With dropout, the average over many masks approaches the result without dropout.
+    mean = torch.stack([nb02.causal_attention_with_dropout(queries, keys, values, 0.3) for _ in range(4000)]).mean(0)
+    torch.testing.assert_close(mean, expected, atol=0.05, rtol=0)
+
+
+def test_fast_attention_in_training_on_the_cpu_uses_fast_dropout(nb02):
+    attention = nb02.FastCausalSelfAttention(16, 4, drop_rate=0.5, qkv_bias=True).train()
+    x = torch.randn(2, 7, 16)
+    torch.manual_seed(3)
+    output = attention(x)
+    queries, keys, values = map(attention.split_heads, attention.qkv(x).split(16, dim=-1))
+    torch.manual_seed(3)
+    context = nb02.causal_attention_with_dropout(queries, keys, values, 0.5)
+    torch.testing.assert_close(output, attention.out_proj(context.transpose(1, 2).reshape(2, 7, 16)))

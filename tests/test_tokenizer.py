@@ -6,11 +6,8 @@ import shutil
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import pytest
-
-TESTS_DIR = Path(__file__).resolve().parent
 
 # Run in a fresh interpreter with every socket connection refused, so nothing can be downloaded.
 OFFLINE_SCRIPT = textwrap.dedent(
@@ -25,11 +22,10 @@ OFFLINE_SCRIPT = textwrap.dedent(
     socket.getaddrinfo = refuse
 
     sys.path.insert(0, sys.argv[1])
-    from notebook_loader import load_definitions
+    import gpt2_from_scratch.architecture as nb
 
-    nb = load_definitions(sys.argv[2])
-    if sys.argv[4] == "helper":
-        encoding = nb.load_gpt2_tokenizer(sys.argv[3])
+    if sys.argv[3] == "helper":
+        encoding = nb.load_gpt2_tokenizer(sys.argv[2])
     else:
         encoding = nb.tiktoken.get_encoding("gpt2")
     print(encoding.encode("Hello, world!"))
@@ -39,8 +35,7 @@ OFFLINE_SCRIPT = textwrap.dedent(
 
 def run_offline(repo_root, cache_dir, how):
     env = {**os.environ, "TIKTOKEN_CACHE_DIR": str(cache_dir)}
-    command = [sys.executable, "-c", OFFLINE_SCRIPT, str(TESTS_DIR), str(repo_root / "01_architecture.ipynb"),
-               str(repo_root / "data" / "gpt2-tokenizer"), how]
+    command = [sys.executable, "-c", OFFLINE_SCRIPT, str(repo_root), str(repo_root / "data" / "gpt2-tokenizer"), how]
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
 
 

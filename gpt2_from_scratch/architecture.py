@@ -1,0 +1,446 @@
+# Generated from 01_architecture.ipynb; edit the notebook, then regenerate: python tools/export_package.py
+"""The definitions of 01_architecture.ipynb, for later notebooks, the tests and the benchmarks."""
+
+
+# 01_architecture.ipynb: Setup
+import hashlib
+import math
+import os
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import tiktoken
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset
+
+
+# 01_architecture.ipynb: 1. Tokens
+@contextmanager
+def atomic_write_path(path):
+    """Yield a temporary path beside `path` to write to; it becomes `path` only if the block succeeds.
+
+    Renaming within a folder is atomic, so `path` is always either its old file or the complete new one.
+    If the block raises, the temporary file is removed and `path` is untouched.
+    """
+    path = Path(path)
+    partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
+    try:
+        yield partial
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+# tiktoken's download URL and expected SHA-256 for each of GPT-2's two tokenizer files.
+GPT2_TOKENIZER_FILES = {
+    "encoder.json": (
+        "https://openaipublic.blob.core.windows.net/gpt-2/encodings/main/encoder.json",
+        "196139668be63f3b5d6574427317ae82f612a97c5d1cdaf36ed2256dbf636783",
+    ),
+    "vocab.bpe": (
+        "https://openaipublic.blob.core.windows.net/gpt-2/encodings/main/vocab.bpe",
+        "1ce1664773c50f3e0cc8842619a93edc4624525b728b188a9e0be33b7726adc5",
+    ),
+}
+
+
+def load_gpt2_tokenizer(tokenizer_dir="data/gpt2-tokenizer", cache_dir=".cache/tiktoken"):
+    """Return tiktoken's "gpt2" encoding, built from local files, with no network access.
+
+    Copies encoder.json and vocab.bpe from `tokenizer_dir` into tiktoken's cache, TIKTOKEN_CACHE_DIR
+    (set to `cache_dir` unless you have set it yourself). After this call, plain
+    tiktoken.get_encoding("gpt2") works offline too.
+    """
+    if os.environ.get("TIKTOKEN_CACHE_DIR") == "":
+        raise ValueError("TIKTOKEN_CACHE_DIR is set to '', which turns tiktoken's cache off; unset it.")
+    cache = Path(os.environ.setdefault("TIKTOKEN_CACHE_DIR", str(Path(cache_dir).resolve())))
+    cache.mkdir(parents=True, exist_ok=True)
+    for file_name, (url, expected_sha256) in GPT2_TOKENIZER_FILES.items():
+        source = Path(tokenizer_dir) / file_name
+        if not source.is_file():
+            raise FileNotFoundError(f"{source} is missing: run from the repository's top folder, "
+                                    "or pass tokenizer_dir=<folder with encoder.json and vocab.bpe>.")
+        contents = source.read_bytes()
+        if hashlib.sha256(contents).hexdigest() != expected_sha256:
+            raise ValueError(f"{source} is not OpenAI's file (SHA-256 mismatch); restore it with "
+                             f"`git checkout -- {tokenizer_dir}`.")
+        cached = cache / hashlib.sha1(url.encode()).hexdigest()
+        if not cached.is_file() or hashlib.sha256(cached.read_bytes()).hexdigest() != expected_sha256:
+            with atomic_write_path(cached) as partial:
+                partial.write_bytes(contents)
+    return tiktoken.get_encoding("gpt2")
+
+
+# 01_architecture.ipynb: Next-token prediction: inputs and targets
+class SlidingWindowDataset(Dataset):
+    """Next-token prediction examples cut from one token sequence.
+
+    Example i is the window of `max_length` tokens starting at i * stride, and its target: the same
+    window moved one token to the right, so targets[t] is the token that follows inputs[t].
+    """
+
+    def __init__(self, token_ids, max_length, stride):
+        if max_length < 1 or stride < 1:
+            raise ValueError(f"max_length and stride must be at least 1, got {max_length} and {stride}")
+        token_ids = torch.as_tensor(token_ids, dtype=torch.long)
+        if len(token_ids) < max_length + 1:
+            raise ValueError(f"{len(token_ids)} tokens are too few for one window of max_length={max_length} "
+                             "(it needs max_length + 1); use more text or a smaller max_length")
+        self.inputs = token_ids[:-1].unfold(0, max_length, stride)
+        self.targets = token_ids[1:].unfold(0, max_length, stride)
+
+    def __len__(self):
+        return len(self.inputs)
+
+    def __getitem__(self, index):
+        return self.inputs[index], self.targets[index]
+
+
+def create_dataloader(text, tokenizer, batch_size=4, max_length=256, stride=128,
+                      shuffle=True, drop_last=True, num_workers=0):
+    """Tokenize `text` and serve SlidingWindowDataset windows in batches of (inputs, targets)."""
+    dataset = SlidingWindowDataset(tokenizer.encode(text), max_length, stride)
+    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle,
+                      drop_last=drop_last, num_workers=num_workers)
+
+
+# 01_architecture.ipynb: 3.2 Trainable queries, keys and values
+class SelfAttention(nn.Module):
+    """Self-attention over all tokens (no mask yet): softmax(Q Kᵀ / √d_k) V."""
+
+    def __init__(self, d_in, d_out, qkv_bias=False):
+        super().__init__()
+        self.W_query = nn.Linear(d_in, d_out, bias=qkv_bias)
+        self.W_key = nn.Linear(d_in, d_out, bias=qkv_bias)
+        self.W_value = nn.Linear(d_in, d_out, bias=qkv_bias)
+
+    def forward(self, x):
+        queries, keys, values = self.W_query(x), self.W_key(x), self.W_value(x)
+        scores = queries @ keys.transpose(-2, -1)
+        weights = torch.softmax(scores / keys.shape[-1] ** 0.5, dim=-1)
+        return weights @ values
+
+
+# 01_architecture.ipynb: 3.5 A causal attention module
+class CausalAttention(nn.Module):
+    """Single-head causal self-attention with dropout on the attention weights."""
+
+    def __init__(self, d_in, d_out, context_length, drop_rate, qkv_bias=False):
+        super().__init__()
+        self.W_query = nn.Linear(d_in, d_out, bias=qkv_bias)
+        self.W_key = nn.Linear(d_in, d_out, bias=qkv_bias)
+        self.W_value = nn.Linear(d_in, d_out, bias=qkv_bias)
+        self.dropout = nn.Dropout(drop_rate)
+        causal_mask = torch.triu(torch.ones(context_length, context_length, dtype=torch.bool), diagonal=1)
+        self.register_buffer("causal_mask", causal_mask, persistent=False)
+
+    def forward(self, x):
+        batch, n_tokens, d_in = x.shape
+        queries, keys, values = self.W_query(x), self.W_key(x), self.W_value(x)
+        scores = queries @ keys.transpose(1, 2)  # (batch, n_tokens, n_tokens)
+        scores = scores.masked_fill(self.causal_mask[:n_tokens, :n_tokens], float("-inf"))
+        weights = self.dropout(torch.softmax(scores / keys.shape[-1] ** 0.5, dim=-1))
+        return weights @ values
+
+
+# 01_architecture.ipynb: 3.6 Multi-head attention
+class MultiHeadAttention(nn.Module):
+    """Multi-head causal self-attention, written out step by step."""
+
+    def __init__(self, d_in, d_out, context_length, drop_rate, n_heads, qkv_bias=False):
+        super().__init__()
+        if d_out % n_heads != 0:
+            raise ValueError(f"d_out ({d_out}) must be divisible by n_heads ({n_heads})")
+        self.n_heads, self.head_dim = n_heads, d_out // n_heads
+        self.W_query = nn.Linear(d_in, d_out, bias=qkv_bias)
+        self.W_key = nn.Linear(d_in, d_out, bias=qkv_bias)
+        self.W_value = nn.Linear(d_in, d_out, bias=qkv_bias)
+        self.out_proj = nn.Linear(d_out, d_out)
+        self.dropout = nn.Dropout(drop_rate)
+        causal_mask = torch.triu(torch.ones(context_length, context_length, dtype=torch.bool), diagonal=1)
+        self.register_buffer("causal_mask", causal_mask, persistent=False)
+
+    def forward(self, x):
+        batch, n_tokens, d_in = x.shape
+        # (batch, n_tokens, d_out) -> (batch, n_tokens, n_heads, head_dim) -> (batch, n_heads, n_tokens, head_dim)
+        queries = self.W_query(x).view(batch, n_tokens, self.n_heads, self.head_dim).transpose(1, 2)
+        keys = self.W_key(x).view(batch, n_tokens, self.n_heads, self.head_dim).transpose(1, 2)
+        values = self.W_value(x).view(batch, n_tokens, self.n_heads, self.head_dim).transpose(1, 2)
+
+        scores = queries @ keys.transpose(2, 3)  # (batch, n_heads, n_tokens, n_tokens): every head at once
+        scores = scores.masked_fill(self.causal_mask[:n_tokens, :n_tokens], float("-inf"))
+        weights = self.dropout(torch.softmax(scores / self.head_dim ** 0.5, dim=-1))
+
+        context = weights @ values  # (batch, n_heads, n_tokens, head_dim)
+        # Put the heads side by side again: (batch, n_tokens, n_heads * head_dim)
+        context = context.transpose(1, 2).contiguous().view(batch, n_tokens, -1)
+        return self.out_proj(context)
+
+
+# 01_architecture.ipynb: 3.7 The efficient form used from here on
+class CausalSelfAttention(nn.Module):
+    """Multi-head causal self-attention as GPTModel uses it: a fused QKV projection and PyTorch's
+    scaled_dot_product_attention. Same result as MultiHeadAttention on the same weights."""
+
+    def __init__(self, emb_dim, n_heads, drop_rate=0.0, qkv_bias=False):
+        super().__init__()
+        if emb_dim % n_heads != 0:
+            raise ValueError(f"emb_dim ({emb_dim}) must be divisible by n_heads ({n_heads})")
+        self.n_heads, self.head_dim, self.drop_rate = n_heads, emb_dim // n_heads, drop_rate
+        self.qkv = nn.Linear(emb_dim, 3 * emb_dim, bias=qkv_bias)  # OpenAI's checkpoint: attn/c_attn
+        self.out_proj = nn.Linear(emb_dim, emb_dim)                 # OpenAI's checkpoint: attn/c_proj
+
+    def split_heads(self, x):
+        """(batch, n_tokens, emb_dim) -> (batch, n_heads, n_tokens, head_dim)"""
+        batch, n_tokens, _ = x.shape
+        return x.view(batch, n_tokens, self.n_heads, self.head_dim).transpose(1, 2)
+
+    def forward(self, x):
+        batch, n_tokens, emb_dim = x.shape
+        # The last axis of the fused output is [queries | keys | values], emb_dim each.
+        queries, keys, values = map(self.split_heads, self.qkv(x).split(emb_dim, dim=-1))
+        context = F.scaled_dot_product_attention(  # (batch, n_heads, n_tokens, head_dim)
+            queries, keys, values, dropout_p=self.drop_rate if self.training else 0.0, is_causal=True
+        )
+        # Put the heads side by side again, then mix them: (batch, n_tokens, emb_dim)
+        return self.out_proj(context.transpose(1, 2).reshape(batch, n_tokens, emb_dim))
+
+
+# 01_architecture.ipynb: 3.7 The efficient form used from here on
+@torch.no_grad()
+def load_mha_into_fused(mha, fused):
+    """Copy a MultiHeadAttention's weights into a CausalSelfAttention of the same size."""
+    projections = [mha.W_query, mha.W_key, mha.W_value]
+    fused.qkv.weight.copy_(torch.cat([p.weight for p in projections], dim=0))
+    if fused.qkv.bias is not None:
+        fused.qkv.bias.copy_(torch.cat([p.bias for p in projections], dim=0))
+    fused.out_proj.load_state_dict(mha.out_proj.state_dict())
+    return fused
+
+
+# 01_architecture.ipynb: 3.7 The efficient form used from here on
+def milliseconds_per_call(module, inputs, repeats=5):
+    """Mean wall-clock milliseconds of module(inputs) without gradients, after one warm-up call."""
+    with torch.inference_mode():
+        module(inputs)  # warm-up
+        start = time.perf_counter()
+        for _ in range(repeats):
+            module(inputs)
+    return (time.perf_counter() - start) / repeats * 1000
+
+
+# 01_architecture.ipynb: 4.1 Layer normalisation
+class LayerNorm(nn.Module):
+    """Layer normalisation over the last dimension, as in GPT-2 (biased variance, eps 1e-5)."""
+
+    def __init__(self, emb_dim, eps=1e-5):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(emb_dim))  # OpenAI's checkpoint: ln_*/g
+        self.bias = nn.Parameter(torch.zeros(emb_dim))   # OpenAI's checkpoint: ln_*/b
+
+    def forward(self, x):
+        mean = x.mean(dim=-1, keepdim=True)
+        variance = x.var(dim=-1, keepdim=True, unbiased=False)
+        return self.weight * (x - mean) / torch.sqrt(variance + self.eps) + self.bias
+
+
+# 01_architecture.ipynb: 4.2 GELU
+class GELU(nn.Module):
+    """GELU activation, tanh approximation (as in GPT-2)."""
+
+    def forward(self, x):
+        return 0.5 * x * (1 + torch.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x ** 3)))
+
+
+# 01_architecture.ipynb: 4.3 The feed-forward network
+class FeedForward(nn.Module):
+    """Position-wise feed-forward network: expand 4x, GELU, project back."""
+
+    def __init__(self, emb_dim):
+        super().__init__()
+        self.expand = nn.Linear(emb_dim, 4 * emb_dim)   # OpenAI's checkpoint: mlp/c_fc
+        self.gelu = nn.GELU(approximate="tanh")
+        self.project = nn.Linear(4 * emb_dim, emb_dim)  # OpenAI's checkpoint: mlp/c_proj
+
+    def forward(self, x):
+        return self.project(self.gelu(self.expand(x)))
+
+
+# 01_architecture.ipynb: 4.4 Shortcut connections
+class DeepStack(nn.Module):
+    """A stack of Linear + GELU layers, with or without shortcut connections (a demonstration only)."""
+
+    def __init__(self, width, depth, use_shortcut):
+        super().__init__()
+        self.use_shortcut = use_shortcut
+        self.layers = nn.ModuleList(nn.Sequential(nn.Linear(width, width), GELU()) for _ in range(depth))
+
+    def forward(self, x):
+        for layer in self.layers:
+            x = x + layer(x) if self.use_shortcut else layer(x)
+        return x
+
+
+def weight_gradients(model, x):
+    """Mean absolute gradient of each layer's weight for the loss mean((model(x) - 0)²)."""
+    model.zero_grad()
+    F.mse_loss(model(x), torch.zeros_like(x)).backward()
+    return [layer[0].weight.grad.abs().mean().item() for layer in model.layers]
+
+
+# 01_architecture.ipynb: 4.5 The model's configuration
+GPT2_PRESETS = {  # named as OpenAI names the sizes (and the folders of their checkpoints)
+    "124M": dict(emb_dim=768, n_layers=12, n_heads=12),    # GPT-2 small
+    "355M": dict(emb_dim=1024, n_layers=24, n_heads=16),   # GPT-2 medium
+    "774M": dict(emb_dim=1280, n_layers=36, n_heads=20),   # GPT-2 large
+    "1558M": dict(emb_dim=1600, n_layers=48, n_heads=25),  # GPT-2 XL
+}
+
+
+@dataclass
+class GPTConfig:
+    vocab_size: int = 50257      # GPT-2's BPE vocabulary
+    context_length: int = 1024   # longest input: the number of position embeddings
+    emb_dim: int = 768           # width of every token vector
+    n_heads: int = 12            # attention heads per block
+    n_layers: int = 12           # transformer blocks
+    drop_rate: float = 0.1       # dropout on embeddings, attention weights and residual branches
+    qkv_bias: bool = True        # biases on the query/key/value projections, as in OpenAI's checkpoints
+    tie_weights: bool = True     # output head shares the token-embedding matrix, as in GPT-2
+
+    def __post_init__(self):
+        for name in ("vocab_size", "context_length", "emb_dim", "n_heads", "n_layers"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.emb_dim % self.n_heads != 0:
+            raise ValueError(f"emb_dim ({self.emb_dim}) must be divisible by n_heads ({self.n_heads})")
+        if not 0.0 <= self.drop_rate < 1.0:
+            raise ValueError(f"drop_rate must be in [0, 1), got {self.drop_rate}")
+
+    @classmethod
+    def from_preset(cls, name, **overrides):
+        """The configuration of one of OpenAI's GPT-2 sizes, with any field overridden."""
+        if name not in GPT2_PRESETS:
+            raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(GPT2_PRESETS)}")
+        return cls(**{**GPT2_PRESETS[name], **overrides})
+
+
+# 01_architecture.ipynb: 4.6 The transformer block
+class TransformerBlock(nn.Module):
+    """Pre-LN GPT-2 block: x + attention(norm(x)), then x + feed_forward(norm(x))."""
+
+    def __init__(self, cfg):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(cfg.emb_dim, eps=1e-5)  # OpenAI's checkpoint: ln_1
+        self.attn = CausalSelfAttention(cfg.emb_dim, cfg.n_heads, cfg.drop_rate, cfg.qkv_bias)
+        self.norm2 = nn.LayerNorm(cfg.emb_dim, eps=1e-5)  # OpenAI's checkpoint: ln_2
+        self.ff = FeedForward(cfg.emb_dim)
+        self.drop_resid = nn.Dropout(cfg.drop_rate)
+
+    def forward(self, x):
+        x = x + self.drop_resid(self.attn(self.norm1(x)))
+        x = x + self.drop_resid(self.ff(self.norm2(x)))
+        return x
+
+
+# 01_architecture.ipynb: 5. The GPT model
+class GPTModel(nn.Module):
+    """GPT-2: embeddings, n_layers pre-LN transformer blocks, final layer norm, output head."""
+
+    def __init__(self, cfg):
+        super().__init__()
+        self.cfg = cfg
+        self.tok_emb = nn.Embedding(cfg.vocab_size, cfg.emb_dim)        # OpenAI's checkpoint: wte
+        self.pos_emb = nn.Embedding(cfg.context_length, cfg.emb_dim)    # OpenAI's checkpoint: wpe
+        self.drop_emb = nn.Dropout(cfg.drop_rate)
+        self.blocks = nn.ModuleList(TransformerBlock(cfg) for _ in range(cfg.n_layers))  # h0, h1, ...
+        self.final_norm = nn.LayerNorm(cfg.emb_dim, eps=1e-5)           # OpenAI's checkpoint: ln_f
+        self.out_head = nn.Linear(cfg.emb_dim, cfg.vocab_size, bias=False)
+        if cfg.tie_weights:
+            self.out_head.weight = self.tok_emb.weight  # one shared matrix
+        self.apply(self._init_weights)
+        for name, param in self.named_parameters():
+            if name.endswith(("attn.out_proj.weight", "ff.project.weight")):
+                nn.init.normal_(param, mean=0.0, std=0.02 / math.sqrt(2 * cfg.n_layers))
+
+    @staticmethod
+    def _init_weights(module):
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+        if isinstance(module, nn.Linear) and module.bias is not None:
+            nn.init.zeros_(module.bias)
+
+    def forward(self, token_ids):
+        batch, n_tokens = token_ids.shape
+        if n_tokens > self.cfg.context_length:
+            raise ValueError(f"{n_tokens} tokens exceed the context length ({self.cfg.context_length}); "
+                             f"keep only the last {self.cfg.context_length} tokens")
+        positions = torch.arange(n_tokens, device=token_ids.device)
+        x = self.drop_emb(self.tok_emb(token_ids) + self.pos_emb(positions))
+        for block in self.blocks:
+            x = block(x)
+        return self.out_head(self.final_norm(x))  # logits: (batch, n_tokens, vocab_size)
+
+
+# 01_architecture.ipynb: 5.1 How many parameters?
+def count_parameters(model):
+    return sum(param.numel() for param in model.parameters())
+
+
+def parameter_count(cfg):
+    """Parameters of GPTModel(cfg), counted on the meta device (no memory allocated)."""
+    with torch.device("meta"):
+        return count_parameters(GPTModel(cfg))
+
+
+# 01_architecture.ipynb: 5.2 A forward pass
+TINY_CONFIG = GPTConfig(context_length=64, emb_dim=64, n_heads=4, n_layers=2)  # the smoke profile's model
+
+
+# 01_architecture.ipynb: 5.3 Generating text
+@torch.inference_mode()
+def generate_greedy(model, token_ids, max_new_tokens, context_length=None):
+    """Append `max_new_tokens` tokens to `token_ids` (batch, n_tokens), each the most likely next token."""
+    if token_ids.shape[-1] == 0:
+        raise ValueError("the prompt is empty: give at least one token")
+    context_length = context_length or model.cfg.context_length
+    for _ in range(max_new_tokens):
+        logits = model(token_ids[:, -context_length:])  # crop to the most recent tokens
+        next_token = logits[:, -1].argmax(dim=-1, keepdim=True)
+        token_ids = torch.cat([token_ids, next_token], dim=1)
+    return token_ids
+
+
+# 01_architecture.ipynb: 6. A look inside: attention heatmaps
+@torch.no_grad()
+def attention_weights(attn, x):
+    """Attention weights (batch, n_heads, n_tokens, n_tokens) of a CausalSelfAttention on input x."""
+    n_tokens, emb_dim = x.shape[-2:]
+    queries, keys, _ = map(attn.split_heads, attn.qkv(x).split(emb_dim, dim=-1))
+    scores = queries @ keys.transpose(-2, -1) / math.sqrt(attn.head_dim)
+    causal_mask = torch.triu(torch.ones(n_tokens, n_tokens, dtype=torch.bool, device=x.device), diagonal=1)
+    return torch.softmax(scores.masked_fill(causal_mask, float("-inf")), dim=-1)
+
+
+def plot_attention_heads(weights, tokens, title, columns=4):
+    """One heatmap per head: row = the token attending, column = the token attended to."""
+    n_heads = weights.shape[0]
+    rows = math.ceil(n_heads / columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(3 * columns, 3 * rows), squeeze=False)
+    for axis in axes.flat[n_heads:]:
+        axis.axis("off")
+    for head, axis in zip(range(n_heads), axes.flat):
+        axis.imshow(weights[head], cmap="viridis", vmin=0, vmax=1)
+        axis.set_title(f"head {head}", fontsize=9)
+        # Token labels on the left column (rows) and under the lowest plot of each column.
+        axis.set_yticks(range(len(tokens)), tokens if head % columns == 0 else [], fontsize=7)
+        axis.set_xticks(range(len(tokens)), tokens if head + columns >= n_heads else [], fontsize=7, rotation=90)
+    figure.suptitle(title)
+    plt.tight_layout()
+    plt.show()

@@ -1,0 +1,296 @@
+# Generated from 04_finetune_classify.ipynb; edit the notebook, then regenerate: python tools/export_package.py
+"""The definitions of 04_finetune_classify.ipynb, for later notebooks, the tests and the benchmarks."""
+
+
+# 04_finetune_classify.ipynb: Setup
+import csv
+import math
+import time
+import warnings
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+from gpt_download import download_and_load_gpt2
+from gpt2_from_scratch.architecture import atomic_write_path, load_gpt2_tokenizer  # 01, section 1
+from gpt2_from_scratch.architecture import GPTConfig, GPTModel, count_parameters  # 01, sections 4.5 to 5.1
+from gpt2_from_scratch.pretraining import save_checkpoint, load_checkpoint  # 02, sections 6 and 9
+from gpt2_from_scratch.weights import gpt_for_checkpoint, load_weights_into_gpt  # 03, section 5: loading
+from gpt2_from_scratch.weights import random_gpt2_params, write_gpt2_checkpoint  # 03, section 9: the stand-in
+
+
+# 04_finetune_classify.ipynb: 1. The data
+def load_sms_spam(path="data/sms_spam_collection/SMSSpamCollection"):
+    """[(label, text), ...] from the tab-separated SMS Spam Collection."""
+    rows = []
+    for line_number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), start=1):
+        label, separator, text = line.partition("\t")
+        if not separator or label not in ("ham", "spam"):
+            raise ValueError(f"{path}, line {line_number}: expected 'ham' or 'spam', a tab, then the text")
+        rows.append((label, text))
+    return rows
+
+
+# 04_finetune_classify.ipynb: 1. The data
+LABELS = ("ham", "spam")  # class index 0 and 1
+
+
+def balance_classes(rows, seed=123):
+    """Undersample the larger class at random to the size of the smaller one."""
+    by_label = {label: [row for row in rows if row[0] == label] for label in LABELS}
+    smallest = min(len(group) for group in by_label.values())
+    rng = np.random.default_rng(seed)
+    balanced = []
+    for label in LABELS:
+        group = by_label[label]
+        keep = sorted(rng.choice(len(group), size=smallest, replace=False))
+        balanced += [group[index] for index in keep]
+    return balanced
+
+
+def split_rows(rows, train_fraction=0.7, val_fraction=0.1, seed=123):
+    """Shuffle with a seed and split into (train, validation, test); the test set takes the rest."""
+    order = np.random.default_rng(seed).permutation(len(rows))
+    shuffled = [rows[index] for index in order]
+    train_end = int(train_fraction * len(rows))
+    val_end = train_end + int(val_fraction * len(rows))
+    return shuffled[:train_end], shuffled[train_end:val_end], shuffled[val_end:]
+
+
+# 04_finetune_classify.ipynb: 1. The data
+def write_rows_csv(rows, path):
+    """Write (label, text) rows as a CSV with a header, atomically (01's atomic_write_path)."""
+    with atomic_write_path(path) as partial:
+        with open(partial, "w", encoding="utf-8", newline="") as file:
+            writer = csv.writer(file)
+            writer.writerow(["label", "text"])
+            writer.writerows(rows)
+    return Path(path)
+
+
+# 04_finetune_classify.ipynb: 2. Batches of messages
+class SpamDataset(Dataset):
+    """Token ids of each message, padded (or truncated) to one length, with its label and real length."""
+
+    def __init__(self, rows, tokenizer, max_length=None, pad_token_id=50256):
+        encoded = [tokenizer.encode(text) for _, text in rows]
+        if any(len(ids) == 0 for ids in encoded):
+            raise ValueError("a message encodes to no tokens: remove empty messages first")
+        self.max_length = max(len(ids) for ids in encoded) if max_length is None else max_length
+        truncated = [ids[: self.max_length] for ids in encoded]
+        self.lengths = torch.tensor([len(ids) for ids in truncated])
+        self.input_ids = torch.tensor([ids + [pad_token_id] * (self.max_length - len(ids)) for ids in truncated])
+        self.labels = torch.tensor([LABELS.index(label) for label, _ in rows])
+
+    def __len__(self):
+        return len(self.labels)
+
+    def __getitem__(self, index):
+        return self.input_ids[index], self.labels[index], self.lengths[index]
+
+
+# 04_finetune_classify.ipynb: 3. The model: pretrained GPT-2 with a two-class head
+NUM_CLASSES = len(LABELS)
+
+
+def make_classifier(model, num_classes=NUM_CLASSES):
+    """Replace GPT-2's output head with a num_classes head; train only the last block, final norm and head."""
+    torch.manual_seed(123)  # the new head's initial weights
+    model.out_head = nn.Linear(model.cfg.emb_dim, num_classes)
+    for parameter in model.parameters():
+        parameter.requires_grad = False
+    for module in (model.blocks[-1], model.final_norm, model.out_head):
+        for parameter in module.parameters():
+            parameter.requires_grad = True
+    return model
+
+
+def count_trainable(model):
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+# 04_finetune_classify.ipynb: 4. Which position to classify from
+def last_token_logits(model, input_ids, lengths):
+    """The class scores at each row's last real token: (batch, num_classes)."""
+    logits = model(input_ids)  # (batch, n_tokens, num_classes)
+    return logits[torch.arange(input_ids.shape[0], device=input_ids.device), lengths - 1]
+
+
+# 04_finetune_classify.ipynb: 5. Loss and accuracy
+def calc_loss_batch_cls(input_batch, label_batch, length_batch, model, device):
+    logits = last_token_logits(model, input_batch.to(device), length_batch.to(device))
+    return F.cross_entropy(logits, label_batch.to(device))
+
+
+@torch.inference_mode()
+def calc_loss_loader_cls(data_loader, model, device, num_batches=None):
+    num_batches = len(data_loader) if num_batches is None else min(num_batches, len(data_loader))
+    total = 0.0
+    for index, (input_batch, label_batch, length_batch) in enumerate(data_loader):
+        if index >= num_batches:
+            break
+        total += calc_loss_batch_cls(input_batch, label_batch, length_batch, model, device).item()
+    return total / num_batches
+
+
+@torch.inference_mode()
+def predict_loader(data_loader, model, device, num_batches=None):
+    """(predicted labels, true labels) for the first num_batches batches (all by default)."""
+    predictions, labels = [], []
+    for index, (input_batch, label_batch, length_batch) in enumerate(data_loader):
+        if num_batches is not None and index >= num_batches:
+            break
+        logits = last_token_logits(model, input_batch.to(device), length_batch.to(device))
+        predictions.append(logits.argmax(dim=-1).cpu())
+        labels.append(label_batch)
+    return torch.cat(predictions), torch.cat(labels)
+
+
+def calc_accuracy_loader(data_loader, model, device, num_batches=None):
+    predictions, labels = predict_loader(data_loader, model, device, num_batches)
+    return (predictions == labels).float().mean().item()
+
+
+# 04_finetune_classify.ipynb: 6. Fine-tuning
+def train_classifier(model, train_loader, val_loader, optimizer, device, num_epochs, eval_freq, eval_iter):
+    """Fine-tune; return the history of losses (every eval_freq steps) and accuracies (every epoch)."""
+    history = {"examples_seen": [], "train_loss": [], "val_loss": [], "train_accuracy": [], "val_accuracy": []}
+    examples_seen, step = 0, 0
+    for epoch in range(num_epochs):
+        model.train()
+        for input_batch, label_batch, length_batch in tqdm(train_loader, desc=f"epoch {epoch + 1}/{num_epochs}"):
+            optimizer.zero_grad()
+            loss = calc_loss_batch_cls(input_batch, label_batch, length_batch, model, device)
+            loss.backward()
+            optimizer.step()
+            examples_seen += input_batch.shape[0]
+            step += 1
+            if step % eval_freq == 0:
+                model.eval()
+                history["examples_seen"].append(examples_seen)
+                history["train_loss"].append(calc_loss_loader_cls(train_loader, model, device, eval_iter))
+                history["val_loss"].append(calc_loss_loader_cls(val_loader, model, device, eval_iter))
+                model.train()
+        model.eval()
+        history["train_accuracy"].append(calc_accuracy_loader(train_loader, model, device, eval_iter))
+        history["val_accuracy"].append(calc_accuracy_loader(val_loader, model, device, eval_iter))
+        print(f"epoch {epoch + 1}: train loss {history['train_loss'][-1]:.3f}, val loss {history['val_loss'][-1]:.3f}, "
+              f"train accuracy {history['train_accuracy'][-1]:.1%}, val accuracy {history['val_accuracy'][-1]:.1%}")
+    return history
+
+
+# 04_finetune_classify.ipynb: 6. Fine-tuning
+def plot_classifier_history(history, path=None):
+    figure, (loss_axis, accuracy_axis) = plt.subplots(1, 2, figsize=(10, 3.5))
+    loss_axis.plot(history["examples_seen"], history["train_loss"], label="training")
+    loss_axis.plot(history["examples_seen"], history["val_loss"], linestyle="--", label="validation")
+    loss_axis.set(xlabel="examples seen", ylabel="loss", title="Loss")
+    epochs = range(1, len(history["train_accuracy"]) + 1)
+    accuracy_axis.plot(epochs, history["train_accuracy"], marker="o", label="training")
+    accuracy_axis.plot(epochs, history["val_accuracy"], marker="o", linestyle="--", label="validation")
+    accuracy_axis.set(xlabel="epoch", ylabel="accuracy", title="Accuracy", ylim=(0, 1.02))
+    for axis in (loss_axis, accuracy_axis):
+        axis.legend()
+    figure.tight_layout()
+    if path is not None:
+        figure.savefig(path, dpi=120)
+    plt.show()
+
+
+# 04_finetune_classify.ipynb: 7. How good is it?
+def classification_metrics(predictions, labels, positive=1):
+    """Confusion matrix (rows: true class, columns: predicted) and precision, recall, F1 for `positive`."""
+    confusion = torch.zeros(NUM_CLASSES, NUM_CLASSES, dtype=torch.long)
+    for true, predicted in zip(labels.tolist(), predictions.tolist()):
+        confusion[true, predicted] += 1
+    true_positive = confusion[positive, positive].item()
+    flagged, actual = confusion[:, positive].sum().item(), confusion[positive, :].sum().item()
+    precision = true_positive / flagged if flagged else 0.0
+    recall = true_positive / actual if actual else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {"confusion": confusion, "precision": precision, "recall": recall, "f1": f1,
+            "accuracy": confusion.diagonal().sum().item() / confusion.sum().item()}
+
+
+def plot_confusion(confusion, path=None):
+    figure, axis = plt.subplots(figsize=(3.8, 3.4))
+    axis.imshow(confusion, cmap="Blues")
+    for (row, column), count in np.ndenumerate(confusion.numpy()):
+        axis.text(column, row, str(count), ha="center", va="center",
+                  color="white" if count > confusion.max().item() / 2 else "black")
+    axis.set(xticks=range(NUM_CLASSES), yticks=range(NUM_CLASSES), xticklabels=LABELS, yticklabels=LABELS,
+             xlabel="predicted", ylabel="true", title="Test set")
+    figure.tight_layout()
+    if path is not None:
+        figure.savefig(path, dpi=120)
+    plt.show()
+
+
+# 04_finetune_classify.ipynb: 8. Classifying new text
+@torch.inference_mode()
+def classify_text(text, model, tokenizer, device="cpu", max_length=None, labels=LABELS):
+    """(label, probability of that label) for one text."""
+    if not text.strip():
+        raise ValueError("text is empty or whitespace only: there is nothing to classify")
+    token_ids = tokenizer.encode(text)
+    limit = model.cfg.context_length if max_length is None else min(max_length, model.cfg.context_length)
+    if len(token_ids) > limit:
+        warnings.warn(f"the text has {len(token_ids)} tokens; only the first {limit} are classified")
+        token_ids = token_ids[:limit]
+    model.eval()
+    logits = model(torch.tensor([token_ids], device=device))[0, -1]
+    probabilities = torch.softmax(logits, dim=-1)
+    best = probabilities.argmax().item()
+    return labels[best], probabilities[best].item()
+
+
+# 04_finetune_classify.ipynb: 10. Optional: LoRA
+class LoRALayer(nn.Module):
+    """The low-rank update x -> (alpha / rank) * x A B."""
+
+    def __init__(self, in_features, out_features, rank, alpha):
+        super().__init__()
+        self.A = nn.Parameter(torch.empty(in_features, rank))
+        nn.init.kaiming_uniform_(self.A, a=math.sqrt(5))  # as nn.Linear initialises its weight
+        self.B = nn.Parameter(torch.zeros(rank, out_features))  # zero: no change at the start
+        self.scaling = alpha / rank
+
+    def forward(self, x):
+        return self.scaling * (x @ self.A @ self.B)
+
+
+class LinearWithLoRA(nn.Module):
+    """A frozen nn.Linear plus a trainable LoRA update."""
+
+    def __init__(self, linear, rank, alpha):
+        super().__init__()
+        self.linear = linear
+        self.lora = LoRALayer(linear.in_features, linear.out_features, rank, alpha)
+        for parameter in self.linear.parameters():
+            parameter.requires_grad = False
+
+    def forward(self, x):
+        return self.linear(x) + self.lora(x)
+
+
+def add_lora(model, rank, alpha, train_head=True):
+    """Freeze the model and wrap every nn.Linear inside its transformer blocks with LoRA.
+
+    train_head: keep the output head trainable (a new classification head has no pretrained weights to keep).
+    """
+    for parameter in model.parameters():
+        parameter.requires_grad = False
+    for block in model.blocks:
+        for parent in list(block.modules()):
+            for name, child in list(parent.named_children()):
+                if isinstance(child, nn.Linear):
+                    setattr(parent, name, LinearWithLoRA(child, rank, alpha))
+    for parameter in model.out_head.parameters():
+        parameter.requires_grad = train_head
+    return model

@@ -1,0 +1,417 @@
+# Generated from 02_pretraining.ipynb; edit the notebook, then regenerate: python tools/export_package.py
+"""The definitions of 02_pretraining.ipynb, for later notebooks, the tests and the benchmarks."""
+
+
+# 02_pretraining.ipynb: Setup
+import math
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from gpt2_from_scratch.architecture import atomic_write_path  # 01, section 1: write, then rename
+from gpt2_from_scratch.architecture import load_gpt2_tokenizer  # 01, section 1: GPT-2's tokenizer, offline
+from gpt2_from_scratch.architecture import create_dataloader  # 01, section 1: next-token training windows
+from gpt2_from_scratch.architecture import CausalSelfAttention  # 01, section 3.7: fused multi-head attention
+from gpt2_from_scratch.architecture import GPTConfig, GPTModel  # 01, sections 4.5 and 5: the model
+from gpt2_from_scratch.architecture import count_parameters  # 01, section 5.1
+from gpt2_from_scratch.architecture import generate_greedy  # 01, section 5.3: greedy decoding
+from gpt2_from_scratch.architecture import milliseconds_per_call  # 01, section 3.7: timing a module
+
+
+# 02_pretraining.ipynb: 1. Text in, text out
+def text_to_token_ids(text, tokenizer):
+    """Encode text as a (1, n_tokens) tensor of token ids."""
+    return torch.tensor([tokenizer.encode(text, allowed_special={"<|endoftext|>"})])
+
+
+def token_ids_to_text(token_ids, tokenizer):
+    """Decode a (1, n_tokens) or (n_tokens,) tensor of token ids."""
+    return tokenizer.decode(token_ids.flatten().tolist())
+
+
+# 02_pretraining.ipynb: 4. The loss over a batch and over a data set
+def calc_loss_batch(input_batch, target_batch, model, device):
+    """Mean cross-entropy of the model's next-token predictions on one batch."""
+    logits = model(input_batch.to(device))
+    # .float(): under autocast the logits may be bf16/fp16; the loss is always computed in float32.
+    return F.cross_entropy(logits.flatten(0, 1).float(), target_batch.to(device).flatten())
+
+
+def calc_loss_loader(data_loader, model, device, num_batches=None):
+    """Mean loss over the first `num_batches` batches of `data_loader` (all of them by default)."""
+    if len(data_loader) == 0:
+        raise ValueError("the data loader is empty: use more text or a shorter context")
+    num_batches = len(data_loader) if num_batches is None else min(num_batches, len(data_loader))
+    total = 0.0
+    for index, (input_batch, target_batch) in enumerate(data_loader):
+        if index >= num_batches:
+            break
+        total += calc_loss_batch(input_batch, target_batch, model, device).item()
+    return total / num_batches
+
+
+# 02_pretraining.ipynb: Cheaper steps: lower precision and a fused optimizer
+def pick_precision(device):
+    """'bf16' where the device computes it natively, 'fp16' on older NVIDIA GPUs, else 'fp32'."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported(including_emulation=False) else "fp16"
+    if device.type == "cpu" and (torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()):
+        return "bf16"
+    return "fp32"
+
+
+AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def autocast(device, precision):
+    """A context in which matrix products run in `precision`; for 'fp32' it changes nothing."""
+    return torch.autocast(torch.device(device).type, dtype=AUTOCAST_DTYPES.get(precision),
+                          enabled=precision in AUTOCAST_DTYPES)
+
+
+def make_optimizer(model, lr, weight_decay):
+    """AdamW over the trainable parameters, fused into one kernel where PyTorch has one (CPU, CUDA)."""
+    parameters = [parameter for parameter in model.parameters() if parameter.requires_grad]
+    fused = parameters[0].device.type in ("cpu", "cuda")
+    return torch.optim.AdamW(parameters, lr=lr, weight_decay=weight_decay, fused=True if fused else None)
+
+
+# 02_pretraining.ipynb: Cheaper dropout on the CPU
+def fast_dropout(x, p, training=True):
+    """Dropout: zero each entry with probability p, scale the others by 1/(1 - p). Cheaper on the CPU."""
+    if not training or p == 0.0:
+        return x
+    if x.device.type != "cpu":
+        return F.dropout(x, p, training=True)
+    # random_() fills an int16 tensor with integers drawn uniformly from 0 .. 32767.
+    keep = torch.empty(x.shape, dtype=torch.int16).random_() >= round(p * 32768)
+    return x * keep / (1.0 - p)
+
+
+class FastDropout(nn.Dropout):
+    """nn.Dropout computed by fast_dropout."""
+
+    def forward(self, x):
+        return fast_dropout(x, self.p, self.training)
+
+
+def causal_attention_with_dropout(queries, keys, values, p):
+    """scaled_dot_product_attention(..., dropout_p=p, is_causal=True), written out, with fast_dropout."""
+    n_tokens = queries.shape[-2]
+    scores = queries @ keys.transpose(-2, -1) / math.sqrt(queries.shape[-1])
+    causal_mask = torch.ones(n_tokens, n_tokens, dtype=torch.bool, device=queries.device).triu(1)
+    weights = torch.softmax(scores.masked_fill(causal_mask, float("-inf")), dim=-1)
+    return fast_dropout(weights, p) @ values
+
+
+# 02_pretraining.ipynb: Cheaper dropout on the CPU
+class FastCausalSelfAttention(CausalSelfAttention):
+    """CausalSelfAttention whose attention dropout, when training on a CPU, uses fast_dropout."""
+
+    def forward(self, x):
+        if not (self.training and self.drop_rate > 0 and x.device.type == "cpu"):
+            return super().forward(x)  # PyTorch's own kernels: nothing to gain
+        batch, n_tokens, emb_dim = x.shape
+        queries, keys, values = map(self.split_heads, self.qkv(x).split(emb_dim, dim=-1))
+        context = causal_attention_with_dropout(queries, keys, values, self.drop_rate)
+        return self.out_proj(context.transpose(1, 2).reshape(batch, n_tokens, emb_dim))
+
+
+def with_fast_dropout(model):
+    """Switch a model's dropout to the cheaper forms, in place, and return the model.
+
+    Every nn.Dropout becomes a FastDropout and every CausalSelfAttention a FastCausalSelfAttention. The
+    fast forms only replace `forward`, so a module can change its class and keep its weights (and an
+    optimizer built before the switch still holds them).
+    """
+    fast_forms = {nn.Dropout: FastDropout, CausalSelfAttention: FastCausalSelfAttention}
+    for module in model.modules():
+        if type(module) in fast_forms:
+            module.__class__ = fast_forms[type(module)]
+    return model
+
+
+# 02_pretraining.ipynb: 5. A simple training loop
+def evaluate_model(model, train_loader, val_loader, device, eval_iter, precision="fp32"):
+    """Train and validation loss on the first `eval_iter` batches, in evaluation mode."""
+    model.eval()
+    with torch.inference_mode(), autocast(device, precision):
+        train_loss = calc_loss_loader(train_loader, model, device, num_batches=eval_iter)
+        val_loss = calc_loss_loader(val_loader, model, device, num_batches=eval_iter)
+    model.train()
+    return train_loss, val_loss
+
+
+def generate_and_print_sample(model, tokenizer, device, start_context, max_new_tokens=50):
+    model.eval()
+    token_ids = generate_greedy(model, text_to_token_ids(start_context, tokenizer).to(device), max_new_tokens)
+    tqdm.write(token_ids_to_text(token_ids, tokenizer).replace("\n", " "))
+    model.train()
+
+
+def new_history():
+    """Where a training loop records its evaluations, one entry per evaluation."""
+    return {"step": [], "epoch": [], "tokens_seen": [], "train_loss": [], "val_loss": [], "lr": []}
+
+
+def record(history, **values):
+    for key, value in values.items():
+        history[key].append(value)
+
+
+# 02_pretraining.ipynb: 5. A simple training loop
+def train_model_simple(model, train_loader, val_loader, optimizer, device, num_epochs,
+                       eval_freq, eval_iter, start_context, tokenizer, precision="fp32"):
+    """Train with a constant learning rate; evaluate every `eval_freq` steps; print a sample per epoch."""
+    history, tokens_seen, step = new_history(), 0, -1
+    scaler = torch.amp.GradScaler(torch.device(device).type, enabled=precision == "fp16")  # fp16 only: see 'Cheaper steps'
+    progress = tqdm(total=num_epochs * len(train_loader), desc="training")
+    for epoch in range(num_epochs):
+        model.train()
+        for batch_index, (input_batch, target_batch) in enumerate(train_loader):
+            optimizer.zero_grad()
+            with autocast(device, precision):
+                loss = calc_loss_batch(input_batch, target_batch, model, device)
+            scaler.scale(loss).backward()  # without fp16 the scaler does nothing: loss.backward()
+            scaler.step(optimizer)         # optimizer.step()
+            scaler.update()
+            tokens_seen += input_batch.numel()
+            step += 1
+            progress.update()
+            if step % eval_freq == 0:
+                train_loss, val_loss = evaluate_model(model, train_loader, val_loader, device, eval_iter, precision)
+                record(history, step=step, epoch=epoch + (batch_index + 1) / len(train_loader),
+                       tokens_seen=tokens_seen, train_loss=train_loss, val_loss=val_loss,
+                       lr=optimizer.param_groups[0]["lr"])
+                progress.set_postfix(train=f"{train_loss:.3f}", val=f"{val_loss:.3f}")
+        generate_and_print_sample(model, tokenizer, device, start_context)
+    progress.close()
+    return history
+
+
+# 02_pretraining.ipynb: Plotting the losses
+def plot_losses(histories, path=None):
+    """Train (dashed) and validation (solid) loss of one or more runs against epochs and tokens seen."""
+    figure, axis = plt.subplots(figsize=(7, 4))
+    for (name, history), color in zip(histories.items(), plt.rcParams["axes.prop_cycle"].by_key()["color"]):
+        axis.plot(history["epoch"], history["train_loss"], "--", color=color, label=f"{name}: train")
+        axis.plot(history["epoch"], history["val_loss"], "-", color=color, label=f"{name}: validation")
+    axis.set_xlabel("epoch")
+    axis.set_ylabel("loss")
+    axis.legend()
+    tokens_axis = axis.twiny()  # same curves, labelled in tokens seen
+    reference = next(iter(histories.values()))
+    tokens_axis.plot(reference["tokens_seen"], reference["train_loss"], alpha=0)
+    tokens_axis.set_xlabel("tokens seen")
+    figure.tight_layout()
+    if path is not None:
+        for suffix in (".png", ".pdf"):
+            figure.savefig(Path(path).with_suffix(suffix))
+    plt.show()
+
+
+# 02_pretraining.ipynb: Initialisation matters on a small corpus
+def reinit_embeddings(model, std=1.0):
+    """Re-draw the token and position embeddings from N(0, std²); std=1 is PyTorch's nn.Embedding default."""
+    if model.cfg.tie_weights:
+        raise ValueError("the output head shares the token embedding (tie_weights=True) and would be re-drawn "
+                         "too; use tie_weights=False")
+    with torch.no_grad():
+        nn.init.normal_(model.tok_emb.weight, mean=0.0, std=std)
+        nn.init.normal_(model.pos_emb.weight, mean=0.0, std=std)
+    return model
+
+
+# 02_pretraining.ipynb: 6. A better loop for the same budget
+def learning_rate_at(step, total_steps, peak_lr, warmup_steps, initial_lr=1e-5, min_lr=None):
+    """Linear warmup from initial_lr to peak_lr, then cosine decay to min_lr (default: 10% of the peak)."""
+    min_lr = 0.1 * peak_lr if min_lr is None else min_lr
+    if step < warmup_steps:
+        return initial_lr + (peak_lr - initial_lr) * step / warmup_steps
+    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+    return min_lr + 0.5 * (peak_lr - min_lr) * (1 + math.cos(math.pi * progress))
+
+
+# 02_pretraining.ipynb: 6. A better loop for the same budget
+def save_checkpoint(path, model, optimizer=None, step=None, **extra):
+    """Save model, optimizer, config, step and RNG state to `path`, atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    checkpoint = {
+        "config": asdict(model.cfg),
+        "model": model.state_dict(),
+        "optimizer": None if optimizer is None else optimizer.state_dict(),
+        "step": step,
+        "rng_state": torch.get_rng_state(),
+        **extra,
+    }
+    with atomic_write_path(path) as partial:
+        torch.save(checkpoint, partial)
+        torch.load(partial, map_location="cpu", weights_only=True, mmap=True)  # verify it reads back (mmap: cheap)
+    return path
+
+
+# 02_pretraining.ipynb: 6. A better loop for the same budget
+def train_model_improved(model, train_loader, val_loader, optimizer, device, num_epochs, eval_freq, eval_iter,
+                         start_context, tokenizer, peak_lr, warmup_fraction=0.2, clip_norm=1.0,
+                         best_checkpoint_path=None, precision="fp32"):
+    """train_model_simple plus warmup, cosine decay, gradient clipping and a best-validation checkpoint."""
+    history, tokens_seen, step = new_history(), 0, -1
+    scaler = torch.amp.GradScaler(torch.device(device).type, enabled=precision == "fp16")
+    total_steps = num_epochs * len(train_loader)
+    warmup_steps = int(warmup_fraction * total_steps)
+    best_val_loss = float("inf")
+    progress = tqdm(total=total_steps, desc="training")
+    for epoch in range(num_epochs):
+        model.train()
+        for batch_index, (input_batch, target_batch) in enumerate(train_loader):
+            step += 1
+            lr = learning_rate_at(step, total_steps, peak_lr, warmup_steps)  # 1 and 2: warmup, cosine decay
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            optimizer.zero_grad()
+            with autocast(device, precision):
+                loss = calc_loss_batch(input_batch, target_batch, model, device)
+            scaler.scale(loss).backward()
+            if step >= warmup_steps:  # 3: clip the gradient norm once the warmup is over
+                scaler.unscale_(optimizer)  # clip the true gradients, not fp16's scaled ones
+                torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=clip_norm)
+            scaler.step(optimizer)
+            scaler.update()
+            tokens_seen += input_batch.numel()
+            progress.update()
+            if step % eval_freq == 0:
+                train_loss, val_loss = evaluate_model(model, train_loader, val_loader, device, eval_iter, precision)
+                record(history, step=step, epoch=epoch + (batch_index + 1) / len(train_loader),
+                       tokens_seen=tokens_seen, train_loss=train_loss, val_loss=val_loss, lr=lr)
+                progress.set_postfix(train=f"{train_loss:.3f}", val=f"{val_loss:.3f}")
+                if val_loss < best_val_loss and best_checkpoint_path is not None:
+                    # Weights only (no optimizer state): this file is for using the model, not for resuming.
+                    save_checkpoint(best_checkpoint_path, model, step=step, val_loss=val_loss)
+                best_val_loss = min(best_val_loss, val_loss)
+        generate_and_print_sample(model, tokenizer, device, start_context)
+    progress.close()
+    return history
+
+
+# 02_pretraining.ipynb: Top-k and top-p sampling
+def top_k_filter(logits, top_k):
+    """Set all but the `top_k` largest logits (along the last axis) to -inf."""
+    kth_largest = torch.topk(logits, min(top_k, logits.shape[-1]), dim=-1).values[..., -1:]
+    return logits.masked_fill(logits < kth_largest, float("-inf"))
+
+
+def top_p_filter(probabilities, top_p):
+    """Keep the smallest set of most likely tokens whose probabilities reach `top_p`; renormalise."""
+    sorted_probabilities, order = probabilities.sort(dim=-1, descending=True)
+    # A token is kept if the tokens ranked above it do not yet reach top_p (so the first one always is).
+    keep_sorted = sorted_probabilities.cumsum(dim=-1) - sorted_probabilities < top_p
+    keep = torch.zeros_like(keep_sorted).scatter(-1, order, keep_sorted)  # back to vocabulary order
+    kept = probabilities * keep
+    return kept / kept.sum(dim=-1, keepdim=True)
+
+
+# 02_pretraining.ipynb: 8. A key/value cache for fast generation
+def cached_attention(attn, x, layer_cache):
+    """CausalSelfAttention `attn` on new tokens x, attending also to the cached (keys, values) of earlier ones."""
+    batch, n_new, emb_dim = x.shape
+    queries, keys, values = map(attn.split_heads, attn.qkv(x).split(emb_dim, dim=-1))
+    if layer_cache is not None:
+        keys = torch.cat([layer_cache[0], keys], dim=2)  # dim 2: the token axis of (batch, heads, tokens, head_dim)
+        values = torch.cat([layer_cache[1], values], dim=2)
+    n_past = keys.shape[2] - n_new
+    # New token i sits at position n_past + i and may attend to positions 0 .. n_past + i.
+    # A single new token may attend to everything, so it needs no mask.
+    mask = None if n_new == 1 else torch.ones(n_new, keys.shape[2], dtype=torch.bool, device=x.device).tril(n_past)
+    context = F.scaled_dot_product_attention(queries, keys, values, attn_mask=mask)
+    return attn.out_proj(context.transpose(1, 2).reshape(batch, n_new, emb_dim)), (keys, values)
+
+
+def forward_with_cache(model, token_ids, cache=None):
+    """Logits for `token_ids`, which follow the tokens in `cache` (None: nothing before), and the extended cache.
+
+    cache: one (keys, values) pair per block, as returned by the previous call.
+    """
+    n_past = 0 if cache is None else cache[0][0].shape[2]
+    if n_past + token_ids.shape[1] > model.cfg.context_length:
+        raise ValueError(f"{n_past} cached + {token_ids.shape[1]} new tokens exceed the context length "
+                         f"({model.cfg.context_length}); start a new cache from the last tokens")
+    positions = torch.arange(n_past, n_past + token_ids.shape[1], device=token_ids.device)
+    x = model.drop_emb(model.tok_emb(token_ids) + model.pos_emb(positions))
+    new_cache = []
+    for block, layer_cache in zip(model.blocks, cache or [None] * len(model.blocks)):
+        attended, layer_cache = cached_attention(block.attn, block.norm1(x), layer_cache)
+        x = x + block.drop_resid(attended)
+        x = x + block.drop_resid(block.ff(block.norm2(x)))
+        new_cache.append(layer_cache)
+    return model.out_head(model.final_norm(x)), new_cache
+
+
+# 02_pretraining.ipynb: One `generate` for everything
+def sample_next_token(logits, temperature=0.0, top_k=None, top_p=None, generator=None):
+    """Pick the next token from (batch, vocab) logits: greedy if temperature == 0, else sample."""
+    if temperature == 0:
+        return logits.argmax(dim=-1, keepdim=True)
+    logits = logits / temperature
+    if top_k is not None:
+        logits = top_k_filter(logits, top_k)
+    probabilities = torch.softmax(logits, dim=-1)
+    if top_p is not None and top_p < 1.0:
+        probabilities = top_p_filter(probabilities, top_p)
+    return torch.multinomial(probabilities, num_samples=1, generator=generator)
+
+
+@torch.inference_mode()
+def generate(model, token_ids, max_new_tokens, context_length=None, temperature=0.0, top_k=None, top_p=None,
+             eos_id=None, use_cache=True, seed=None):
+    """Extend `token_ids` (batch, n_tokens) by up to `max_new_tokens` tokens."""
+    if token_ids.shape[-1] == 0:
+        raise ValueError("the prompt is empty: give at least one token")
+    if temperature < 0:
+        raise ValueError(f"temperature must be >= 0 (0 means greedy), got {temperature}")
+    if top_k is not None and top_k < 1:
+        raise ValueError(f"top_k must be at least 1 (or None for no top-k filter), got {top_k}")
+    if top_p is not None and not 0 < top_p <= 1:
+        raise ValueError(f"top_p must be in (0, 1] (or None for no top-p filter), got {top_p}")
+    context_length = min(context_length or model.cfg.context_length, model.cfg.context_length)
+    generator = None if seed is None else torch.Generator(device=token_ids.device).manual_seed(seed)
+    finished = torch.zeros(token_ids.shape[0], dtype=torch.bool, device=token_ids.device)
+    cache = None
+    for _ in range(max_new_tokens):
+        if not use_cache:
+            logits = model(token_ids[:, -context_length:])
+        elif cache is None or token_ids.shape[1] > context_length:  # prefill, or the window slid
+            logits, cache = forward_with_cache(model, token_ids[:, -context_length:])
+        else:
+            logits, cache = forward_with_cache(model, token_ids[:, -1:], cache)
+        next_token = sample_next_token(logits[:, -1], temperature, top_k, top_p, generator)
+        if eos_id is not None:
+            next_token = next_token.masked_fill(finished.unsqueeze(1), eos_id)
+            finished |= next_token.squeeze(1) == eos_id
+        token_ids = torch.cat([token_ids, next_token], dim=1)
+        if eos_id is not None and finished.all():
+            break
+    return token_ids
+
+
+# 02_pretraining.ipynb: 9. Checkpoints: load for inference, resume training
+def load_checkpoint(path, device="cpu"):
+    """Read a checkpoint written by save_checkpoint, safely (tensors and plain values only)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint at {path}: train first, or give the right path")
+    return torch.load(path, map_location=device, weights_only=True)
+
+
+def model_from_checkpoint(checkpoint, device="cpu"):
+    """A GPTModel rebuilt from a checkpoint's config, with its weights."""
+    model = GPTModel(GPTConfig(**checkpoint["config"])).to(device)
+    model.load_state_dict(checkpoint["model"])
+    return model

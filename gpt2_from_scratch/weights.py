@@ -1,0 +1,290 @@
+# Generated from 03_pretrained_weights.ipynb; edit the notebook, then regenerate: python tools/export_package.py
+"""The definitions of 03_pretrained_weights.ipynb, for later notebooks, the tests and the benchmarks."""
+
+
+# 03_pretrained_weights.ipynb: Setup
+import inspect
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from gpt_download import (FILES, checkpoint_variables, download_and_load_gpt2, load_gpt2_params_from_tf_ckpt,
+                          openai_variable_shapes, sha256_of, write_manifest)
+from gpt2_from_scratch.architecture import load_gpt2_tokenizer, create_dataloader  # 01, section 1
+from gpt2_from_scratch.architecture import MultiHeadAttention  # 01, section 3.6: attention step by step
+from gpt2_from_scratch.architecture import GPTConfig, GPTModel  # 01, sections 4.5 and 5: the model
+from gpt2_from_scratch.architecture import count_parameters, parameter_count  # 01, section 5.1
+from gpt2_from_scratch.pretraining import text_to_token_ids, token_ids_to_text  # 02, section 1
+from gpt2_from_scratch.pretraining import calc_loss_loader  # 02, section 4: the mean loss over a data set
+from gpt2_from_scratch.pretraining import generate  # 02, section 8: decoding with a key/value cache
+
+
+# 03_pretrained_weights.ipynb: 4. A model with the checkpoint's shape
+def config_from_hparams(hparams, drop_rate=0.0):
+    """The GPTConfig of an OpenAI checkpoint, from its hparams.json."""
+    return GPTConfig(vocab_size=hparams["n_vocab"], context_length=hparams["n_ctx"], emb_dim=hparams["n_embd"],
+                     n_heads=hparams["n_head"], n_layers=hparams["n_layer"], drop_rate=drop_rate,
+                     qkv_bias=True, tie_weights=True)
+
+
+# 03_pretrained_weights.ipynb: 5. Copying the weights into the model
+def load_weights_into_gpt(model, params):
+    """Copy OpenAI's weights (as load_gpt2_params_from_tf_ckpt returns them) into a GPTModel.
+
+    Returns {model parameter name: checkpoint tensor name}. Raises ValueError naming the tensor if a
+    shape does not match, and if any parameter would be assigned twice or not at all.
+    """
+    if not model.cfg.tie_weights:
+        raise ValueError("GPT-2's output head is its token embedding: build the model with tie_weights=True")
+    if len(params["blocks"]) != len(model.blocks):
+        raise ValueError(f"the checkpoint has {len(params['blocks'])} blocks, the model {len(model.blocks)}")
+    parameter_names = {id(parameter): name for name, parameter in model.named_parameters()}
+    assigned = {}
+
+    def assign(parameter, array, checkpoint_name, transpose=False):
+        tensor = torch.from_numpy(np.ascontiguousarray(array.T if transpose else array))
+        if tensor.shape != parameter.shape:
+            raise ValueError(f"{checkpoint_name}: shape {list(array.shape)}{' transposed' if transpose else ''} "
+                             f"does not fit {parameter_names[id(parameter)]} {list(parameter.shape)}")
+        if parameter_names[id(parameter)] in assigned:
+            raise ValueError(f"{checkpoint_name} would overwrite {assigned[parameter_names[id(parameter)]]}")
+        with torch.no_grad():
+            parameter.copy_(tensor)
+        assigned[parameter_names[id(parameter)]] = checkpoint_name
+
+    assign(model.tok_emb.weight, params["wte"], "wte")  # also out_head.weight: one shared tensor
+    assign(model.pos_emb.weight, params["wpe"], "wpe")
+    for index, (block, weights) in enumerate(zip(model.blocks, params["blocks"])):
+        prefix = f"h{index}"
+        assign(block.norm1.weight, weights["ln_1"]["g"], f"{prefix}/ln_1/g")
+        assign(block.norm1.bias, weights["ln_1"]["b"], f"{prefix}/ln_1/b")
+        # c_attn's last axis is [queries | keys | values], the order in which CausalSelfAttention splits
+        # the output of qkv, so the fused matrix transfers whole. (nn.Linear stores [out, in]: transpose.)
+        assign(block.attn.qkv.weight, weights["attn"]["c_attn"]["w"], f"{prefix}/attn/c_attn/w", transpose=True)
+        assign(block.attn.qkv.bias, weights["attn"]["c_attn"]["b"], f"{prefix}/attn/c_attn/b")
+        assign(block.attn.out_proj.weight, weights["attn"]["c_proj"]["w"], f"{prefix}/attn/c_proj/w", transpose=True)
+        assign(block.attn.out_proj.bias, weights["attn"]["c_proj"]["b"], f"{prefix}/attn/c_proj/b")
+        assign(block.norm2.weight, weights["ln_2"]["g"], f"{prefix}/ln_2/g")
+        assign(block.norm2.bias, weights["ln_2"]["b"], f"{prefix}/ln_2/b")
+        assign(block.ff.expand.weight, weights["mlp"]["c_fc"]["w"], f"{prefix}/mlp/c_fc/w", transpose=True)
+        assign(block.ff.expand.bias, weights["mlp"]["c_fc"]["b"], f"{prefix}/mlp/c_fc/b")
+        assign(block.ff.project.weight, weights["mlp"]["c_proj"]["w"], f"{prefix}/mlp/c_proj/w", transpose=True)
+        assign(block.ff.project.bias, weights["mlp"]["c_proj"]["b"], f"{prefix}/mlp/c_proj/b")
+    assign(model.final_norm.weight, params["g"], "ln_f/g")
+    assign(model.final_norm.bias, params["b"], "ln_f/b")
+    missing = [name for name in parameter_names.values() if name not in assigned]
+    if missing:
+        raise ValueError(f"no checkpoint tensor was assigned to {missing}")
+    return assigned
+
+
+# 03_pretrained_weights.ipynb: 5. Copying the weights into the model
+def gpt_for_checkpoint(hparams, device="cpu"):
+    """A GPTModel shaped for an OpenAI checkpoint, with uninitialised weights: load them next."""
+    with torch.device("meta"):
+        model = GPTModel(config_from_hparams(hparams))
+    model.to_empty(device=device)  # memory that is never written stays virtual: it costs no RAM
+    model.out_head.weight = model.tok_emb.weight  # to_empty gave the head a tensor of its own: tie it again
+    return model
+
+
+# 03_pretrained_weights.ipynb: 6. The same logits as Hugging Face's GPT-2
+def to_hugging_face(params, hparams):
+    """A transformers GPT2LMHeadModel holding OpenAI's weights (its parameters are named like the checkpoint)."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    config = GPT2Config(vocab_size=hparams["n_vocab"], n_positions=hparams["n_ctx"], n_embd=hparams["n_embd"],
+                        n_layer=hparams["n_layer"], n_head=hparams["n_head"], activation_function="gelu_new",
+                        resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, layer_norm_epsilon=1e-5)
+    state = {"transformer.wte.weight": params["wte"], "transformer.wpe.weight": params["wpe"],
+             "transformer.ln_f.weight": params["g"], "transformer.ln_f.bias": params["b"]}
+    for index, weights in enumerate(params["blocks"]):
+        for module, tensors in (("ln_1", weights["ln_1"]), ("ln_2", weights["ln_2"]),
+                                ("attn.c_attn", weights["attn"]["c_attn"]), ("attn.c_proj", weights["attn"]["c_proj"]),
+                                ("mlp.c_fc", weights["mlp"]["c_fc"]), ("mlp.c_proj", weights["mlp"]["c_proj"])):
+            for ours, theirs in (("g", "weight"), ("b", "bias"), ("w", "weight")):
+                if ours in tensors:
+                    state[f"transformer.h.{index}.{module}.{theirs}"] = tensors[ours]
+    hf_model = GPT2LMHeadModel(config).eval()
+    missing, unexpected = hf_model.load_state_dict({k: torch.from_numpy(v) for k, v in state.items()}, strict=False)
+    assert not unexpected and set(missing) <= {"lm_head.weight"}, (missing, unexpected)  # lm_head is tied to wte
+    return hf_model
+
+
+# 03_pretrained_weights.ipynb: 9. Exporting a model in OpenAI's format
+def gpt_to_openai_params(model):
+    """A GPTModel's weights as OpenAI's nested params (the inverse of load_weights_into_gpt)."""
+    def array(parameter, transpose=False):
+        tensor = parameter.detach().float().cpu()
+        return (tensor.T if transpose else tensor).contiguous().numpy()
+
+    def linear(layer):
+        return {"w": array(layer.weight, transpose=True), "b": array(layer.bias)}
+
+    def norm(layer):
+        return {"g": array(layer.weight), "b": array(layer.bias)}
+
+    blocks = [{"ln_1": norm(block.norm1), "attn": {"c_attn": linear(block.attn.qkv), "c_proj": linear(block.attn.out_proj)},
+               "ln_2": norm(block.norm2), "mlp": {"c_fc": linear(block.ff.expand), "c_proj": linear(block.ff.project)}}
+              for block in model.blocks]
+    return {"wte": array(model.tok_emb.weight), "wpe": array(model.pos_emb.weight), "blocks": blocks,
+            **norm(model.final_norm)}
+
+
+def hparams_from_config(cfg):
+    """hparams.json for a GPTConfig (the inverse of config_from_hparams)."""
+    return {"n_vocab": cfg.vocab_size, "n_ctx": cfg.context_length, "n_embd": cfg.emb_dim,
+            "n_head": cfg.n_heads, "n_layer": cfg.n_layers}
+
+
+def random_gpt2_params(hparams, seed=0):
+    """A freshly initialised GPTModel for these hparams, as OpenAI-layout params: a stand-in checkpoint
+    for the smoke profile and the tests. The global random state is left as it was."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return gpt_to_openai_params(GPTModel(config_from_hparams(hparams)))
+
+
+# 03_pretrained_weights.ipynb: 9. Exporting a model in OpenAI's format
+TENSORFLOW_MISSING_EXIT_CODE = 3
+
+
+def write_variables_with_tensorflow(folder):
+    """Run in a child process: write folder/variables.npz as folder/model.ckpt.{data-*,index,meta},
+    with tf.compat.v1.train.Saver, as OpenAI did."""
+    import sys
+    import traceback
+
+    import numpy as np
+
+    try:
+        import tensorflow as tf
+    except ImportError:
+        traceback.print_exc()  # a broken install says why here; the parent passes it on
+        sys.exit(3)  # TENSORFLOW_MISSING_EXIT_CODE: this function runs alone, without the module's constants
+    with np.load(f"{folder}/variables.npz") as stored:
+        variables = {name: stored[name] for name in stored.files}
+    graph = tf.Graph()
+    with graph.as_default():
+        tf_variables, assigns = [], []
+        for name, array in variables.items():
+            variable = tf.compat.v1.get_variable(name, shape=array.shape, dtype=tf.float32,
+                                                 initializer=tf.compat.v1.zeros_initializer())
+            # Filled through a placeholder: an initializer constant would copy every weight into the
+            # graph (model.ckpt.meta) as well.
+            value = tf.compat.v1.placeholder(tf.float32, shape=array.shape)
+            tf_variables.append(variable)
+            assigns.append((variable.assign(value), value, array))
+        saver = tf.compat.v1.train.Saver(tf_variables, save_relative_paths=True)
+        with tf.compat.v1.Session(graph=graph) as session:
+            session.run(tf.compat.v1.global_variables_initializer())
+            session.run([assign for assign, _, _ in assigns], feed_dict={value: array for _, value, array in assigns})
+            saver.save(session, f"{folder}/model.ckpt", write_state=False)
+
+
+def tensorflow_child_environment():
+    """The environment of a child process that runs TensorFlow: quiet, and kept off the GPU (it needs
+    none here, and would otherwise claim the GPU's memory)."""
+    return dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
+
+
+def run_tensorflow_writer(folder):
+    """Run write_variables_with_tensorflow(folder) in a fresh Python process, and wait for it."""
+    script = inspect.getsource(write_variables_with_tensorflow) + "\nwrite_variables_with_tensorflow(sys.argv[1])\n"
+    result = subprocess.run([sys.executable, "-c", "import sys\n" + script, str(folder)],
+                            env=tensorflow_child_environment(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, errors="replace")
+    if result.returncode == TENSORFLOW_MISSING_EXIT_CODE:
+        raise ImportError("Writing a checkpoint in OpenAI's TensorFlow format needs TensorFlow, and "
+                          f"{sys.executable} could not import it: pip install tensorflow (or pip install -r "
+                          "requirements.txt). Reading one does not need it. The import failed with:\n"
+                          + result.stdout[-3000:])
+    if result.returncode != 0:
+        raise RuntimeError(f"TensorFlow failed to write a checkpoint into {folder} (exit code "
+                           f"{result.returncode}); its output ends:\n{result.stdout[-3000:]}")
+
+
+# 03_pretrained_weights.ipynb: 9. Exporting a model in OpenAI's format
+def params_to_variables(params, hparams):
+    """OpenAI's nested params -> {checkpoint variable name: float32 array} (what the reader nests)."""
+    def flatten(tree, prefix):
+        for key, value in tree.items():
+            if isinstance(value, dict):
+                yield from flatten(value, f"{prefix}{key}/")
+            else:
+                yield f"{prefix}{key}", value
+
+    flat = {f"model/ln_f/{key}" if key in ("g", "b") else f"model/{key}": value
+            for key, value in params.items() if key != "blocks"}
+    for index, block in enumerate(params["blocks"]):
+        flat |= dict(flatten(block, f"model/h{index}/"))
+    variables = {}
+    for name, shape in openai_variable_shapes(hparams).items():
+        if name not in flat:
+            raise ValueError(f"params has no {name}, which these hparams need")
+        array = np.asarray(flat[name], dtype=np.float32)
+        if len(shape) == 3 and array.shape == shape[1:]:
+            array = array[None]  # restore the leading axis of a [1, in, out] weight
+        if array.shape != shape:
+            raise ValueError(f"{name} has shape {array.shape}; these hparams need {shape}")
+        variables[name] = array
+    return variables
+
+
+def write_gpt2_checkpoint(params, hparams, model_dir, tokenizer_dir=None):
+    """Write params in OpenAI's layout: checkpoint, hparams.json, model.ckpt.{data-00000-of-00001,index,meta},
+    encoder.json, vocab.bpe, plus gpt_download's manifest, so download_and_load_gpt2 finds the folder
+    complete and downloads nothing. Returns model_dir.
+
+    tokenizer_dir: where encoder.json and vocab.bpe are; by default the repository's data/gpt2-tokenizer/.
+    """
+    model_dir = Path(model_dir)
+    # The repository's tokenizer files, found from gpt_download.py, which sits at the repository's top.
+    tokenizer_dir = Path(tokenizer_dir or Path(inspect.getfile(download_and_load_gpt2)).parent / "data/gpt2-tokenizer")
+    missing = [name for name in ("encoder.json", "vocab.bpe") if not (tokenizer_dir / name).is_file()]
+    if missing:
+        raise FileNotFoundError(f"{tokenizer_dir} lacks {', '.join(missing)}: pass tokenizer_dir=<a folder with "
+                                "GPT-2's encoder.json and vocab.bpe> (the repository has them in data/gpt2-tokenizer/)")
+    variables = params_to_variables(params, hparams)
+    model_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp_dir = Path(tempfile.mkdtemp(prefix=model_dir.name + ".partial-", dir=model_dir.parent))
+    try:
+        np.savez(tmp_dir / "variables.npz", **variables)
+        run_tensorflow_writer(tmp_dir)
+        (tmp_dir / "variables.npz").unlink()
+        # The `checkpoint` file exactly as OpenAI's (relative paths).
+        (tmp_dir / "checkpoint").write_text('model_checkpoint_path: "model.ckpt"\n'
+                                            'all_model_checkpoint_paths: "model.ckpt"\n')
+        hparams_json = {key: hparams[key] for key in ("n_vocab", "n_ctx", "n_embd", "n_head", "n_layer")}
+        (tmp_dir / "hparams.json").write_text(json.dumps(hparams_json, indent=2))
+        for name in ("encoder.json", "vocab.bpe"):
+            shutil.copyfile(tokenizer_dir / name, tmp_dir / name)
+        read_back = params_to_variables(load_gpt2_params_from_tf_ckpt(tmp_dir / "model.ckpt", hparams), hparams)
+        for name, array in read_back.items():
+            if not np.array_equal(array, variables[name]):
+                raise RuntimeError(f"{name} read back differently from what was written")
+        write_manifest(tmp_dir, {name: {"size": (tmp_dir / name).stat().st_size, "sha256": sha256_of(tmp_dir / name),
+                                        "source": "write_gpt2_checkpoint"} for name in FILES})
+        if model_dir.exists():
+            old = model_dir.with_name(tmp_dir.name + "-old")
+            os.replace(model_dir, old)
+            try:
+                os.replace(tmp_dir, model_dir)
+            except OSError:
+                os.replace(old, model_dir)  # put the earlier folder back
+                raise
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp_dir, model_dir)
+    finally:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+    return model_dir
