@@ -191,6 +191,7 @@ def write_variables_with_tensorflow(folder):
             saver.save(session, f"{folder}/model.ckpt", write_state=False)
 
 
+# 03_pretrained_weights.ipynb: 9. Exporting a model in OpenAI's format
 def tensorflow_child_environment():
     """The environment of a child process that runs TensorFlow: quiet, and kept off the GPU (it needs
     none here, and would otherwise claim the GPU's memory)."""
@@ -240,6 +241,7 @@ def params_to_variables(params, hparams):
     return variables
 
 
+# 03_pretrained_weights.ipynb: 9. Exporting a model in OpenAI's format
 def write_gpt2_checkpoint(params, hparams, model_dir, tokenizer_dir=None):
     """Write params in OpenAI's layout: checkpoint, hparams.json, model.ckpt.{data-00000-of-00001,index,meta},
     encoder.json, vocab.bpe, plus gpt_download's manifest, so download_and_load_gpt2 finds the folder
