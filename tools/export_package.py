@@ -91,10 +91,6 @@ def _constant_names(node):
     return [leaf.id for leaf in leaves]
 
 
-def _is_constant(node):
-    return bool(_constant_names(node))
-
-
 def check_exported_cell(cell):
     """Refuse an exported cell that would run anything but definitions when its module is imported."""
     try:
@@ -104,7 +100,7 @@ def check_exported_cell(cell):
     for node in tree.body:
         if isinstance(node, ast.ImportFrom) and any(alias.name == "*" for alias in node.names):
             raise ExportError(f"{_where(cell, node)}: `import *` hides where names come from; name them")
-        definition = isinstance(node, (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.ClassDef)) or _is_constant(node)
+        definition = isinstance(node, (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.ClassDef)) or _constant_names(node)
         if not definition:
             statement = ast.get_source_segment(cell.source, node).split("\n")[0]
             raise ExportError(
@@ -160,10 +156,13 @@ def package_files(repo_root=REPO_ROOT):
     return files
 
 
-def stale_files(repo_root=REPO_ROOT):
-    """The package's files that differ from what the notebooks generate: changed, missing or extra."""
+def stale_files(repo_root=REPO_ROOT, expected=None):
+    """The package's files that differ from what the notebooks generate: changed, missing or extra.
+
+    expected: package_files(repo_root), if already generated.
+    """
     repo_root = Path(repo_root)
-    expected = package_files(repo_root)
+    expected = package_files(repo_root) if expected is None else expected
     present = {path.relative_to(repo_root).as_posix() for path in (repo_root / PACKAGE).glob("*.py")}
     stale = [path for path, text in expected.items()
              if not (repo_root / path).is_file() or (repo_root / path).read_text(encoding="utf-8") != text]
@@ -174,7 +173,7 @@ def write_package(repo_root=REPO_ROOT):
     """Regenerate the package; return the files that changed."""
     repo_root = Path(repo_root)
     files = package_files(repo_root)  # everything is generated (and checked) before anything is written
-    changed = stale_files(repo_root)
+    changed = stale_files(repo_root, files)
     (repo_root / PACKAGE).mkdir(exist_ok=True)
     for path in (repo_root / PACKAGE).glob("*.py"):
         if path.relative_to(repo_root).as_posix() not in files:
