@@ -113,6 +113,8 @@ def ensure_gpt2_files(model_size, models_dir, *, base_url=None, mirror_url=None,
     """Download whatever is missing or wrong in `models_dir/model_size`; return the folder."""
     if model_size not in MODEL_SIZES:
         raise ValueError(f"model_size must be one of {', '.join(MODEL_SIZES)}; got {model_size!r}")
+    if not isinstance(retries, int) or retries < 1:
+        raise ValueError(f"retries must be at least 1 (the attempts per server), got {retries!r}")
     model_dir = Path(models_dir) / model_size
     model_dir.mkdir(parents=True, exist_ok=True)
     bases = [base_url or os.environ.get("GPT2_BASE_URL") or BASE_URL,
@@ -136,13 +138,22 @@ def ensure_gpt2_files(model_size, models_dir, *, base_url=None, mirror_url=None,
 
 
 def read_manifest(model_dir):
+    """{file name: {"size": int, "sha256": str, ...}} as recorded in the folder's manifest.
+
+    An unreadable manifest, or an entry of the wrong shape, counts as absent: those files are checked
+    again as if found without a record.
+    """
     path = Path(model_dir) / MANIFEST
     if not path.exists():
         return {}
     try:
-        return json.loads(path.read_text(encoding="utf-8"))["files"]
-    except (ValueError, KeyError, TypeError):
-        return {}  # unreadable: every file is checked again as if found without a record
+        files = json.loads(path.read_text(encoding="utf-8"))["files"]
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+        return {}
+    if not isinstance(files, dict):
+        return {}
+    return {name: entry for name, entry in files.items()
+            if isinstance(entry, dict) and type(entry.get("size")) is int and isinstance(entry.get("sha256"), str)}
 
 
 def write_manifest(model_dir, files):
@@ -515,6 +526,10 @@ def load_gpt2_params_from_tf_ckpt(ckpt_path, hparams):
     if missing:
         raise ValueError(f"{ckpt_path} lacks {len(missing)} variables hparams.json implies, "
                          f"e.g. {missing[:3]}; do hparams.json and the checkpoint belong together?")
+    extra = sorted(set(entries) - set(expected))
+    if extra:
+        raise ValueError(f"{ckpt_path} has {len(extra)} variables hparams.json does not imply, e.g. {extra[:3]}; "
+                         "do hparams.json and the checkpoint belong together?")
     for name, shape in expected.items():
         if entries[name].shape != shape:
             raise ValueError(f"{name} has shape {entries[name].shape} in {ckpt_path}; "

@@ -264,3 +264,34 @@ def test_reader_names_a_variable_whose_shape_disagrees_with_hparams(served):
     model_dir = served_root / SIZE
     with pytest.raises(ValueError, match="model/wpe"):
         gpt_download.load_gpt2_params_from_tf_ckpt(model_dir / "model.ckpt", {**TINY, "n_ctx": 32})
+
+
+def test_reader_names_variables_hparams_json_does_not_imply(served, tmp_path):
+    # A checkpoint with three blocks read with hparams.json saying two: before, the third block was
+    # silently dropped.
+    three_blocks = {**TINY, "n_layer": 3}
+    folder = writer.write_gpt2_checkpoint(writer.random_gpt2_params(three_blocks, seed=3), three_blocks, tmp_path / "m")
+    with pytest.raises(ValueError, match=r"12 variables hparams.json does not imply, e\.g\. \['model/h2/attn/c_attn/b'"):
+        gpt_download.load_gpt2_params_from_tf_ckpt(folder / "model.ckpt", TINY)
+
+
+def test_retries_must_be_at_least_one(tmp_path, servers):
+    with pytest.raises(ValueError, match="retries must be at least 1"):
+        download(tmp_path, servers, retries=0)
+    assert not (tmp_path / SIZE).exists() or not any((tmp_path / SIZE).iterdir())
+
+
+@pytest.mark.parametrize("manifest", [
+    {"files": ["checkpoint"]},
+    {"files": {"checkpoint": "not a record"}},
+    {"files": {"checkpoint": {"size": "12", "sha256": None}}},
+    ["not", "a", "manifest"],
+])
+def test_a_manifest_with_wrong_types_is_treated_as_absent(tmp_path, served, servers, manifest):
+    root, _ = served
+    download(tmp_path, servers)
+    (tmp_path / SIZE / gpt_download.MANIFEST).write_text(json.dumps(manifest))
+    hparams, _ = download(tmp_path, servers)  # every file is checked again, as if found without a record
+    assert hparams == TINY
+    assert sorted(gpt_download.read_manifest(tmp_path / SIZE)) == sorted(gpt_download.FILES)
+    assert_same_files(root, tmp_path / SIZE)
