@@ -40,51 +40,65 @@ def config_from_hparams(hparams, drop_rate=0.0):
 def load_weights_into_gpt(model, params):
     """Copy OpenAI's weights (as load_gpt2_params_from_tf_ckpt returns them) into a GPTModel.
 
-    Returns {model parameter name: checkpoint tensor name}. Raises ValueError naming the tensor if a
-    shape does not match, and if any parameter would be assigned twice or not at all.
+    Returns {model parameter name: checkpoint tensor name}. Every tensor is found and checked first: a
+    missing tensor, a shape that does not fit, or a parameter assigned twice or not at all raises a
+    ValueError naming it, and the model is left unchanged. Only then are the tensors copied.
     """
     if not model.cfg.tie_weights:
         raise ValueError("GPT-2's output head is its token embedding: build the model with tie_weights=True")
-    if len(params["blocks"]) != len(model.blocks):
-        raise ValueError(f"the checkpoint has {len(params['blocks'])} blocks, the model {len(model.blocks)}")
+    if len(params.get("blocks", [])) != len(model.blocks):
+        raise ValueError(f"the checkpoint has {len(params.get('blocks', []))} blocks, the model {len(model.blocks)}")
     parameter_names = {id(parameter): name for name, parameter in model.named_parameters()}
-    assigned = {}
+    planned = {}  # model parameter name -> (parameter, array, transpose, checkpoint name)
 
-    def assign(parameter, array, checkpoint_name, transpose=False):
-        tensor = torch.from_numpy(np.ascontiguousarray(array.T if transpose else array))
-        if tensor.shape != parameter.shape:
+    def checkpoint_array(checkpoint_name):
+        """params["blocks"][3]["attn"]["c_attn"]["w"] for "h3/attn/c_attn/w"; params["g"] for "ln_f/g"."""
+        first, *rest = checkpoint_name.split("/")
+        node, keys = (params["blocks"][int(first[1:])], rest) if first[0] == "h" else (params, rest or [first])
+        for key in keys:
+            if not isinstance(node, dict) or key not in node:
+                raise ValueError(f"{checkpoint_name} is missing from params: were they read from a whole checkpoint?")
+            node = node[key]
+        return node
+
+    def assign(parameter, checkpoint_name, transpose=False):
+        array = checkpoint_array(checkpoint_name)
+        name = parameter_names[id(parameter)]
+        if tuple(array.shape[::-1] if transpose else array.shape) != tuple(parameter.shape):
             raise ValueError(f"{checkpoint_name}: shape {list(array.shape)}{' transposed' if transpose else ''} "
-                             f"does not fit {parameter_names[id(parameter)]} {list(parameter.shape)}")
-        if parameter_names[id(parameter)] in assigned:
-            raise ValueError(f"{checkpoint_name} would overwrite {assigned[parameter_names[id(parameter)]]}")
-        with torch.no_grad():
-            parameter.copy_(tensor)
-        assigned[parameter_names[id(parameter)]] = checkpoint_name
+                             f"does not fit {name} {list(parameter.shape)}")
+        if name in planned:
+            raise ValueError(f"{checkpoint_name} would overwrite {planned[name][3]}")
+        planned[name] = (parameter, array, transpose, checkpoint_name)
 
-    assign(model.tok_emb.weight, params["wte"], "wte")  # also out_head.weight: one shared tensor
-    assign(model.pos_emb.weight, params["wpe"], "wpe")
-    for index, (block, weights) in enumerate(zip(model.blocks, params["blocks"])):
+    assign(model.tok_emb.weight, "wte")  # also out_head.weight: one shared tensor
+    assign(model.pos_emb.weight, "wpe")
+    for index, block in enumerate(model.blocks):
         prefix = f"h{index}"
-        assign(block.norm1.weight, weights["ln_1"]["g"], f"{prefix}/ln_1/g")
-        assign(block.norm1.bias, weights["ln_1"]["b"], f"{prefix}/ln_1/b")
+        assign(block.norm1.weight, f"{prefix}/ln_1/g")
+        assign(block.norm1.bias, f"{prefix}/ln_1/b")
         # c_attn's last axis is [queries | keys | values], the order in which CausalSelfAttention splits
         # the output of qkv, so the fused matrix transfers whole. (nn.Linear stores [out, in]: transpose.)
-        assign(block.attn.qkv.weight, weights["attn"]["c_attn"]["w"], f"{prefix}/attn/c_attn/w", transpose=True)
-        assign(block.attn.qkv.bias, weights["attn"]["c_attn"]["b"], f"{prefix}/attn/c_attn/b")
-        assign(block.attn.out_proj.weight, weights["attn"]["c_proj"]["w"], f"{prefix}/attn/c_proj/w", transpose=True)
-        assign(block.attn.out_proj.bias, weights["attn"]["c_proj"]["b"], f"{prefix}/attn/c_proj/b")
-        assign(block.norm2.weight, weights["ln_2"]["g"], f"{prefix}/ln_2/g")
-        assign(block.norm2.bias, weights["ln_2"]["b"], f"{prefix}/ln_2/b")
-        assign(block.ff.expand.weight, weights["mlp"]["c_fc"]["w"], f"{prefix}/mlp/c_fc/w", transpose=True)
-        assign(block.ff.expand.bias, weights["mlp"]["c_fc"]["b"], f"{prefix}/mlp/c_fc/b")
-        assign(block.ff.project.weight, weights["mlp"]["c_proj"]["w"], f"{prefix}/mlp/c_proj/w", transpose=True)
-        assign(block.ff.project.bias, weights["mlp"]["c_proj"]["b"], f"{prefix}/mlp/c_proj/b")
-    assign(model.final_norm.weight, params["g"], "ln_f/g")
-    assign(model.final_norm.bias, params["b"], "ln_f/b")
-    missing = [name for name in parameter_names.values() if name not in assigned]
+        assign(block.attn.qkv.weight, f"{prefix}/attn/c_attn/w", transpose=True)
+        assign(block.attn.qkv.bias, f"{prefix}/attn/c_attn/b")
+        assign(block.attn.out_proj.weight, f"{prefix}/attn/c_proj/w", transpose=True)
+        assign(block.attn.out_proj.bias, f"{prefix}/attn/c_proj/b")
+        assign(block.norm2.weight, f"{prefix}/ln_2/g")
+        assign(block.norm2.bias, f"{prefix}/ln_2/b")
+        assign(block.ff.expand.weight, f"{prefix}/mlp/c_fc/w", transpose=True)
+        assign(block.ff.expand.bias, f"{prefix}/mlp/c_fc/b")
+        assign(block.ff.project.weight, f"{prefix}/mlp/c_proj/w", transpose=True)
+        assign(block.ff.project.bias, f"{prefix}/mlp/c_proj/b")
+    assign(model.final_norm.weight, "ln_f/g")
+    assign(model.final_norm.bias, "ln_f/b")
+    missing = [name for name in parameter_names.values() if name not in planned]
     if missing:
         raise ValueError(f"no checkpoint tensor was assigned to {missing}")
-    return assigned
+    with torch.no_grad():  # everything is checked: now copy
+        for parameter, array, transpose, _ in planned.values():
+            tensor = torch.from_numpy(np.asarray(array))
+            parameter.copy_(tensor.T if transpose else tensor)
+    return {name: checkpoint_name for name, (_, _, _, checkpoint_name) in planned.items()}
 
 
 # 03_pretrained_weights.ipynb: 5. Copying the weights into the model

@@ -157,3 +157,20 @@ def test_export_is_the_inverse_of_loading(nb03):
     exported = writer.params_to_variables(nb03.gpt_to_openai_params(model), TINY)
     for name, array in writer.params_to_variables(params, TINY).items():
         assert np.array_equal(exported[name], array), name
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda params: params["blocks"][1]["mlp"]["c_proj"].pop("b"), r"h1/mlp/c_proj/b is missing"),
+    (lambda params: params.pop("g"), r"ln_f/g is missing"),
+    (lambda params: params["blocks"][1]["mlp"]["c_proj"].update(w=params["blocks"][1]["mlp"]["c_proj"]["w"][:-1]),
+     r"h1/mlp/c_proj/w: shape"),
+])
+def test_loading_is_all_or_nothing(nb03, damage, message):
+    torch.manual_seed(0)
+    model = nb03.GPTModel(nb03.config_from_hparams(TINY))
+    before = {name: tensor.clone() for name, tensor in model.state_dict().items()}
+    params = tiny_params(seed=4)
+    damage(params)  # the last tensors to be copied: everything before them would already be overwritten
+    with pytest.raises(ValueError, match=message):
+        nb03.load_weights_into_gpt(model, params)
+    assert all(torch.equal(before[name], tensor) for name, tensor in model.state_dict().items()), "the model changed"
