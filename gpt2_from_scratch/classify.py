@@ -79,7 +79,8 @@ class SpamDataset(Dataset):
     """Token ids of each message, padded (or truncated) to one length, with its label and real length."""
 
     def __init__(self, rows, tokenizer, max_length=None, pad_token_id=50256):
-        encoded = [tokenizer.encode(text) for _, text in rows]
+        # disallowed_special=(): "<|endoftext|>" inside a message is text, not GPT-2's end token.
+        encoded = [tokenizer.encode(text, disallowed_special=()) for _, text in rows]
         if any(len(ids) == 0 for ids in encoded):
             raise ValueError("a message encodes to no tokens: remove empty messages first")
         self.max_length = max(len(ids) for ids in encoded) if max_length is None else max_length
@@ -238,7 +239,7 @@ def classify_text(text, model, tokenizer, device="cpu", max_length=None, labels=
     """(label, probability of that label) for one text."""
     if not text.strip():
         raise ValueError("text is empty or whitespace only: there is nothing to classify")
-    token_ids = tokenizer.encode(text)
+    token_ids = tokenizer.encode(text, disallowed_special=())  # a typed "<|endoftext|>" is just text
     limit = model.cfg.context_length if max_length is None else min(max_length, model.cfg.context_length)
     if len(token_ids) > limit:
         warnings.warn(f"the text has {len(token_ids)} tokens; only the first {limit} are classified")

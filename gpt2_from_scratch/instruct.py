@@ -62,8 +62,9 @@ class InstructionDataset(Dataset):
     def __init__(self, entries, tokenizer):
         self.items = []
         for entry in entries:
-            prompt_ids = tokenizer.encode(format_input(entry) + RESPONSE_MARKER)
-            response_ids = tokenizer.encode(entry["output"])
+            # disallowed_special=(): "<|endoftext|>" written in an entry is text, not GPT-2's end token.
+            prompt_ids = tokenizer.encode(format_input(entry) + RESPONSE_MARKER, disallowed_special=())
+            response_ids = tokenizer.encode(entry["output"], disallowed_special=())
             self.items.append((prompt_ids + response_ids, len(prompt_ids)))
 
     def __len__(self):
@@ -85,8 +86,15 @@ def custom_collate_fn(batch, pad_token_id=50256, ignore_index=-100, allowed_max_
     batch_length = max(len(token_ids) for token_ids, _ in items) + 1  # + 1: room for the end token
     inputs, targets = [], []
     for token_ids, prompt_length in items:
+        if mask_prompt and allowed_max_length is not None and prompt_length > allowed_max_length:
+            # The first response token is target prompt_length - 1: truncation would leave only ignored
+            # prompt targets, and a loss over no targets is NaN.
+            raise ValueError(f"an example has a prompt of {prompt_length} tokens, so with mask_prompt and "
+                             f"allowed_max_length={allowed_max_length} none of its response tokens remains a "
+                             "target; raise allowed_max_length or leave that example out")
         padded = list(token_ids) + [pad_token_id] * (batch_length - len(token_ids))
-        input_row, target_row = torch.tensor(padded[:-1]), torch.tensor(padded[1:])
+        input_row = torch.tensor(padded[:-1], dtype=torch.long)
+        target_row = torch.tensor(padded[1:], dtype=torch.long)
         # target_row[len(token_ids) - 1] is the first end token: keep it. The rest is padding.
         target_row[len(token_ids):] = ignore_index
         if mask_prompt:
@@ -193,8 +201,12 @@ def query_ollama(prompt, model=JUDGE_MODEL, url=OLLAMA_URL, seed=123, num_ctx=20
 
 
 def parse_score(reply):
-    """The integer score (0-100) in a judge's reply; ValueError if there is none."""
-    match = re.search(r"\b(\d{1,3})\b", reply)
+    """The integer score (0-100) in a judge's reply; ValueError if there is none.
+
+    Mentions of the scale itself ("0-100", "0 to 100", "out of 100", "/100") are not the score.
+    """
+    reply_without_scale = re.sub(r"\b0\s*(?:-|–|to)\s*100\b|(?:\bout of|/)\s*100\b", " ", reply)
+    match = re.search(r"\b(\d{1,3})\b", reply_without_scale)
     if match is None or not 0 <= int(match.group(1)) <= 100:
         raise ValueError(f"no score from 0 to 100 in the judge's reply {reply!r}")
     return int(match.group(1))

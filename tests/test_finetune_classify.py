@@ -169,3 +169,11 @@ def test_add_lora_can_leave_a_pretrained_head_frozen(nb04):
     trainable = [name for name, p in model.named_parameters() if p.requires_grad]
     assert trainable and all(".lora." in name for name in trainable)
     assert nb04.count_trainable(model) == 2 * ((16 + 48) + (16 + 16) + (16 + 64) + (64 + 16))
+
+
+def test_end_of_text_inside_a_message_is_ordinary_text(nb04, tokenizer):
+    rows = [("spam", "WIN <|endoftext|> now"), ("ham", "ok")]
+    dataset = nb04.SpamDataset(rows, tokenizer)
+    assert tokenizer.eot_token not in dataset.input_ids[0, : dataset.lengths[0]].tolist()
+    label, probability = nb04.classify_text("see <|endoftext|> you", tiny_classifier(nb04), tokenizer)
+    assert label in nb04.LABELS and 0.5 <= probability <= 1.0

@@ -105,7 +105,9 @@ def test_rouge_l_f1_on_hand_computed_cases(nb05, candidate, reference, expected)
     assert nb05.rouge_l_f1(candidate, reference) == pytest.approx(expected)
 
 
-@pytest.mark.parametrize("reply, score", [("85", 85), (" 85\n", 85), ("Score: 100", 100), ("0", 0)])
+@pytest.mark.parametrize("reply, score", [("85", 85), (" 85\n", 85), ("Score: 100", 100), ("0", 0),
+                                          ("Score (0-100): 85", 85), ("I would give it 72 out of 100", 72),
+                                          ("On a scale from 0 to 100: 64.", 64), ("90/100", 90)])
 def test_judge_scores_are_parsed(nb05, reply, score):
     assert nb05.parse_score(reply) == score
 
@@ -157,3 +159,23 @@ def test_judge_client_sends_deterministic_options(nb05):
 
 def test_no_judge_server_is_detected(nb05):
     assert nb05.ollama_available(f"http://127.0.0.1:{unused_local_port()}", timeout=1.0) is False
+
+
+def test_collate_refuses_a_masked_prompt_that_leaves_no_response_target(nb05):
+    batch = [([1, 2, 3, 4, 5, 6], 5)]  # five prompt tokens, one response token
+    inputs, targets = nb05.custom_collate_fn(batch, allowed_max_length=5, mask_prompt=True)
+    assert (targets != -100).any(), "the response token is still a target"
+    with pytest.raises(ValueError, match=r"prompt of 5 tokens.*allowed_max_length=4"):
+        nb05.custom_collate_fn(batch, allowed_max_length=4, mask_prompt=True)  # before: all -100, a NaN loss
+
+
+def test_collate_of_empty_sequences_gives_integer_tensors(nb05):
+    inputs, targets = nb05.custom_collate_fn([[], []])
+    assert inputs.dtype == targets.dtype == torch.long and inputs.shape == (2, 0)
+
+
+def test_end_of_text_inside_user_text_is_ordinary_text(nb05, nb01):
+    tokenizer = nb01.load_gpt2_tokenizer()
+    entry = {"instruction": "Repeat <|endoftext|> twice.", "input": "", "output": "<|endoftext|> <|endoftext|>"}
+    (token_ids, prompt_length), = nb05.InstructionDataset([entry], tokenizer)
+    assert tokenizer.eot_token not in token_ids  # spelled out as text, not the special token
