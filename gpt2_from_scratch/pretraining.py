@@ -14,6 +14,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from gpt_download import sha256_of  # a file's SHA-256, read in chunks
 from gpt2_from_scratch.architecture import atomic_write_path  # 01, section 1: write, then rename
 from gpt2_from_scratch.architecture import load_gpt2_tokenizer  # 01, section 1: GPT-2's tokenizer, offline
 from gpt2_from_scratch.architecture import create_dataloader  # 01, section 1: next-token training windows
@@ -241,7 +242,8 @@ def learning_rate_at(step, total_steps, peak_lr, warmup_steps, initial_lr=1e-5, 
 
 # 02_pretraining.ipynb: 6. A better loop for the same budget
 def save_checkpoint(path, model, optimizer=None, step=None, **extra):
-    """Save model, optimizer, config, step and RNG state to `path`, atomically."""
+    """Save model, optimizer, config, step and RNG state to `path`, atomically, and the file's SHA-256
+    beside it (`path`.sha256) for load_checkpoint to check."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     checkpoint = {
@@ -254,8 +256,20 @@ def save_checkpoint(path, model, optimizer=None, step=None, **extra):
     }
     with atomic_write_path(path) as partial:
         torch.save(checkpoint, partial)
-        torch.load(partial, map_location="cpu", weights_only=True, mmap=True)  # verify it reads back (mmap: cheap)
+        try:
+            torch.load(partial, map_location="cpu", weights_only=True, mmap=True)  # it reads back (mmap: cheap)
+        except Exception as error:
+            raise RuntimeError(f"{path}: the saved checkpoint did not read back ({type(error).__name__}: "
+                               f"{error}); nothing was replaced") from error
+        digest = sha256_of(partial)
+    with atomic_write_path(checksum_path(path)) as partial:
+        partial.write_text(f"{digest}  {path.name}\n")  # the format of `sha256sum`
     return path
+
+
+def checksum_path(path):
+    """Where save_checkpoint records the SHA-256 of the checkpoint at `path`."""
+    return Path(path).with_name(Path(path).name + ".sha256")
 
 
 # 02_pretraining.ipynb: 6. A better loop for the same budget
@@ -374,12 +388,14 @@ def generate(model, token_ids, max_new_tokens, context_length=None, temperature=
     """Extend `token_ids` (batch, n_tokens) by up to `max_new_tokens` tokens."""
     if token_ids.shape[-1] == 0:
         raise ValueError("the prompt is empty: give at least one token")
-    if temperature < 0:
+    if not temperature >= 0:  # written so that NaN fails too
         raise ValueError(f"temperature must be >= 0 (0 means greedy), got {temperature}")
     if top_k is not None and top_k < 1:
         raise ValueError(f"top_k must be at least 1 (or None for no top-k filter), got {top_k}")
     if top_p is not None and not 0 < top_p <= 1:
         raise ValueError(f"top_p must be in (0, 1] (or None for no top-p filter), got {top_p}")
+    if context_length is not None and context_length < 1:
+        raise ValueError(f"context_length must be at least 1 (or None for the model's), got {context_length}")
     context_length = min(context_length or model.cfg.context_length, model.cfg.context_length)
     generator = None if seed is None else torch.Generator(device=token_ids.device).manual_seed(seed)
     finished = torch.zeros(token_ids.shape[0], dtype=torch.bool, device=token_ids.device)
@@ -403,11 +419,21 @@ def generate(model, token_ids, max_new_tokens, context_length=None, temperature=
 
 # 02_pretraining.ipynb: 9. Checkpoints: load for inference, resume training
 def load_checkpoint(path, device="cpu"):
-    """Read a checkpoint written by save_checkpoint, safely (tensors and plain values only)."""
+    """Read a checkpoint written by save_checkpoint, safely (tensors and plain values only), after
+    checking it against the SHA-256 recorded beside it (a checkpoint saved without one is read as is)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}: train first, or give the right path")
-    return torch.load(path, map_location=device, weights_only=True)
+    advice = "restore it from a copy, or train and save it again"
+    if checksum_path(path).is_file():
+        recorded = checksum_path(path).read_text(encoding="utf-8").split()[:1]
+        if recorded != [sha256_of(path)]:
+            raise ValueError(f"{path} is damaged: its SHA-256 is not the one {checksum_path(path).name} recorded "
+                             f"when it was saved; {advice}")
+    try:
+        return torch.load(path, map_location=device, weights_only=True)
+    except Exception as error:  # empty, truncated, or not a checkpoint at all
+        raise ValueError(f"{path} is damaged or not a checkpoint ({type(error).__name__}: {error}); {advice}") from error
 
 
 def model_from_checkpoint(checkpoint, device="cpu"):

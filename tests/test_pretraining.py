@@ -203,7 +203,7 @@ def test_checkpoint_round_trip_is_bitwise(nb02, tmp_path):
     optimizer.step()  # so the optimizer has state to save
 
     path = nb02.save_checkpoint(tmp_path / "run" / "model.pt", model, optimizer, step=42, val_loss=3.5)
-    assert [p.name for p in path.parent.iterdir()] == ["model.pt"], "no partial file may remain"
+    assert sorted(p.name for p in path.parent.iterdir()) == ["model.pt", "model.pt.sha256"], "no partial file may remain"
     checkpoint = nb02.load_checkpoint(path)
     reloaded = nb02.model_from_checkpoint(checkpoint)
     assert reloaded.cfg == model.cfg and checkpoint["step"] == 42 and checkpoint["val_loss"] == 3.5
@@ -227,7 +227,8 @@ def test_a_failed_save_leaves_the_old_checkpoint(nb02, tmp_path, monkeypatch):
     with pytest.raises(OSError, match="disk full"):
         nb02.save_checkpoint(path, model, step=2)
     assert path.read_bytes() == before
-    assert [p.name for p in tmp_path.iterdir()] == ["model.pt"], "the half-written temporary file is removed"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.pt", "model.pt.sha256"], "no temporary file remains"
+    assert nb02.load_checkpoint(path)["step"] == 1, "the old checkpoint still matches its recorded SHA-256"
 
 
 def test_loading_a_missing_checkpoint_says_so(nb02, tmp_path):
@@ -373,3 +374,51 @@ def test_fast_attention_in_training_on_the_cpu_uses_fast_dropout(nb02):
     torch.manual_seed(3)
     context = nb02.causal_attention_with_dropout(queries, keys, values, 0.5)
     torch.testing.assert_close(output, attention.out_proj(context.transpose(1, 2).reshape(2, 7, 16)))
+
+
+# --- damaged checkpoints and bad decoding options (issue 14) ----------------------------------------
+
+@pytest.mark.parametrize("damage", ["empty", "truncated", "flipped byte"])
+def test_a_damaged_checkpoint_is_reported_not_loaded(nb02, tmp_path, damage):
+    path = nb02.save_checkpoint(tmp_path / "model.pt", tiny_model(nb02), step=3)
+    data = bytearray(path.read_bytes())
+    if damage == "empty":
+        data = bytearray()
+    elif damage == "truncated":
+        data = data[: len(data) // 2]
+    else:  # a byte deep inside a tensor: torch.load alone would load a wrong weight
+        data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match=rf"{path.name} is damaged"):
+        nb02.load_checkpoint(path)
+
+
+def test_a_checkpoint_records_its_sha256_beside_it(nb02, tmp_path):
+    import hashlib
+
+    path = nb02.save_checkpoint(tmp_path / "model.pt", tiny_model(nb02), step=3)
+    recorded = (tmp_path / "model.pt.sha256").read_text().split()[0]
+    assert recorded == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert nb02.load_checkpoint(path)["step"] == 3
+    (tmp_path / "model.pt.sha256").unlink()  # a checkpoint saved without one still loads
+    assert nb02.load_checkpoint(path)["step"] == 3
+
+
+def test_a_save_that_does_not_read_back_says_so_and_leaves_nothing(nb02, tmp_path, monkeypatch):
+    def unreadable(*args, **kwargs):
+        raise RuntimeError("simulated unreadable file")
+
+    monkeypatch.setattr(nb02.torch, "load", unreadable)
+    with pytest.raises(RuntimeError, match=r"model.pt: the saved checkpoint did not read back .*simulated"):
+        nb02.save_checkpoint(tmp_path / "model.pt", tiny_model(nb02), step=1)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("options, message", [
+    (dict(temperature=float("nan")), "temperature"),
+    (dict(context_length=0), "context_length"),
+    (dict(context_length=-4), "context_length"),
+])
+def test_generate_rejects_nan_temperature_and_non_positive_context(nb02, options, message):
+    with pytest.raises(ValueError, match=message):
+        nb02.generate(tiny_model(nb02), torch.tensor([[1, 2, 3]]), 2, **options)
