@@ -639,15 +639,16 @@ def variables_to_params(variables, hparams):
     """{OpenAI variable name: array} -> the nested dict load_gpt2_params_from_tf_ckpt returns."""
     params = {"blocks": [{} for _ in range(hparams["n_layer"])]}
     for name, array in variables.items():
-        target, keys = _nested_location(params, name)
+        target, keys = params_location(params, name)
         for key in keys[:-1]:
             target = target.setdefault(key, {})
         target[keys[-1]] = array[0] if array.ndim == 3 else array
     return params
 
 
-def _nested_location(params, name):
+def params_location(params, name):
     """Where an OpenAI variable lives in the nested params: (the dict to start from, the keys below it).
+    03_pretrained_weights reads params through it too (checkpoint_array).
     "model/h3/attn/c_attn/w" -> (params["blocks"][3], ["attn", "c_attn", "w"]); "model/ln_f/g" -> (params, ["g"])."""
     parts = name.split("/")[1:]  # drop "model/"
     if parts[0].startswith("h"):

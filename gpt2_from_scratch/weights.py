@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from gpt_download import (FILES, checkpoint_variables, download_and_load_gpt2, load_gpt2_params_from_tf_ckpt,
-                          openai_variable_shapes, sha256_of, write_manifest)
+                          openai_variable_shapes, params_location, sha256_of, write_manifest)
 from gpt2_from_scratch.architecture import load_gpt2_tokenizer, create_dataloader  # 01, section 1
 from gpt2_from_scratch.architecture import MultiHeadAttention  # 01, section 3.6: attention step by step
 from gpt2_from_scratch.architecture import GPTConfig, GPTModel  # 01, sections 4.5 and 5: the model
@@ -37,6 +37,20 @@ def config_from_hparams(hparams, drop_rate=0.0):
 
 
 # 03_pretrained_weights.ipynb: 5. Copying the weights into the model
+def checkpoint_array(params, name):
+    """The array of checkpoint variable `name` ("model/h3/attn/c_attn/w") in nested params; a ValueError
+    naming it if params lacks it."""
+    try:
+        node, keys = params_location(params, name)  # gpt_download's map from names to the nesting
+    except (KeyError, IndexError, ValueError):
+        node, keys = None, [None]
+    for key in keys:
+        if not isinstance(node, dict) or key not in node:
+            raise ValueError(f"{name} is missing from params: were they read from a whole checkpoint?")
+        node = node[key]
+    return node
+
+
 def load_weights_into_gpt(model, params):
     """Copy OpenAI's weights (as load_gpt2_params_from_tf_ckpt returns them) into a GPTModel.
 
@@ -51,18 +65,8 @@ def load_weights_into_gpt(model, params):
     parameter_names = {id(parameter): name for name, parameter in model.named_parameters()}
     planned = {}  # model parameter name -> (parameter, array, transpose, checkpoint name)
 
-    def checkpoint_array(checkpoint_name):
-        """params["blocks"][3]["attn"]["c_attn"]["w"] for "h3/attn/c_attn/w"; params["g"] for "ln_f/g"."""
-        first, *rest = checkpoint_name.split("/")
-        node, keys = (params["blocks"][int(first[1:])], rest) if first[0] == "h" else (params, rest or [first])
-        for key in keys:
-            if not isinstance(node, dict) or key not in node:
-                raise ValueError(f"{checkpoint_name} is missing from params: were they read from a whole checkpoint?")
-            node = node[key]
-        return node
-
     def assign(parameter, checkpoint_name, transpose=False):
-        array = checkpoint_array(checkpoint_name)
+        array = checkpoint_array(params, f"model/{checkpoint_name}")
         name = parameter_names[id(parameter)]
         if tuple(array.shape[::-1] if transpose else array.shape) != tuple(parameter.shape):
             raise ValueError(f"{checkpoint_name}: shape {list(array.shape)}{' transposed' if transpose else ''} "
@@ -231,22 +235,9 @@ def run_tensorflow_writer(folder):
 # 03_pretrained_weights.ipynb: 9. Exporting a model in OpenAI's format
 def params_to_variables(params, hparams):
     """OpenAI's nested params -> {checkpoint variable name: float32 array} (what the reader nests)."""
-    def flatten(tree, prefix):
-        for key, value in tree.items():
-            if isinstance(value, dict):
-                yield from flatten(value, f"{prefix}{key}/")
-            else:
-                yield f"{prefix}{key}", value
-
-    flat = {f"model/ln_f/{key}" if key in ("g", "b") else f"model/{key}": value
-            for key, value in params.items() if key != "blocks"}
-    for index, block in enumerate(params["blocks"]):
-        flat |= dict(flatten(block, f"model/h{index}/"))
     variables = {}
     for name, shape in openai_variable_shapes(hparams).items():
-        if name not in flat:
-            raise ValueError(f"params has no {name}, which these hparams need")
-        array = np.asarray(flat[name], dtype=np.float32)
+        array = np.asarray(checkpoint_array(params, name), dtype=np.float32)  # section 5
         if len(shape) == 3 and array.shape == shape[1:]:
             array = array[None]  # restore the leading axis of a [1, in, out] weight
         if array.shape != shape:
