@@ -8,24 +8,36 @@ OpenAI published GPT-2 as TensorFlow 1 checkpoints, one folder per model size:
     encoder.json, vocab.bpe           the BPE tokenizer (the files tiktoken's "gpt2" encoding uses)
     hparams.json                      n_vocab, n_ctx, n_embd, n_head, n_layer
     model.ckpt.data-00000-of-00001    every weight, float32 (497,759,232 bytes for 124M)
-    model.ckpt.index                  where each variable lies in the data file
+    model.ckpt.index                  where each variable lies in the data file, with its CRC32C
     model.ckpt.meta                   TensorFlow's graph (not needed to read the weights)
 
 The variables are named like "model/h0/attn/c_attn/w" (`openai_variable_shapes` lists them all).
 The weights of the linear layers are stored as [1, in_features, out_features]: OpenAI implemented
 them as 1-wide convolutions.
 
-What this module promises:
-- A file appears under its final name only after its size (and, where known, its SHA-256) has been
-  checked. Downloads go to `<name>.part`; an interrupted download resumes with an HTTP Range request.
-- Connection errors and 5xx answers are retried with backoff, then the mirror is tried.
+What this module promises: a file under its final name, or recorded in the folder's manifest, is
+the right file.
+- Every file is verified before it gets its final name: by its published SHA-256 where one is known
+  (every 124M file, and the tokenizer and `checkpoint` files of every size), otherwise by content:
+  hparams.json must hold the size's published numbers, the index must list exactly the variables
+  hparams.json implies, every tensor in the data file must pass the index's CRC32C, and the graph
+  file must parse. A file found on disk that fails is renamed aside to `<name>.rejected` (kept until
+  a good copy is in place, so nothing is lost if no server answers).
+- Downloads go to `<name>.part`. An interrupted one resumes with a Range request carrying If-Range,
+  and only from the server that started it, so bytes of two revisions are never joined. A `.part`
+  that fails verification is discarded and the file fetched whole once more.
+- Connection errors, 5xx answers, stalls, bodies cut short and lengths that lie are retried with
+  backoff; 4xx answers, HTML pages and redirect loops go straight to the mirror.
+- One download per folder at a time: a lock file `<size>.lock` beside the folder makes a second
+  process wait, after which it finds the files verified and makes no request.
+- Nothing is written through a symbolic link planted at a `.part`, temporary or final name.
 - `manifest.json` records each verified file's size and SHA-256, so a later call checks the files
   on disk and makes no network request at all: after one download, everything works offline.
-- Every failure raises an error that names the URL, the folder and how to place the files by hand.
+- Every failure raises an error that names the file, the folder and what to do.
 - Reading a checkpoint needs no TensorFlow and checks every tensor's CRC32C (the section "Reading
   OpenAI's TensorFlow checkpoints" says why TensorFlow must never be imported where the model runs).
   Writing checkpoints in this layout is taught in 03_pretrained_weights.ipynb, section 9
-  (gpt2_from_scratch.weights.write_gpt2_checkpoint).
+  (gpt2_from_scratch.weights.write_gpt2_checkpoint), which records its files in the manifest too.
 
 Environment variables GPT2_BASE_URL and GPT2_MIRROR_URL (or the arguments base_url and mirror_url)
 point the downloader at other servers; URLs are `{base}/{model_size}/{file}`.
@@ -34,6 +46,8 @@ Run `python gpt_download.py 124M` to download a model size ahead of time.
 """
 
 import collections
+import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -58,34 +72,58 @@ FILES = (
     "model.ckpt.meta",
     "vocab.bpe",
 )
+DATA_FILE = "model.ckpt.data-00000-of-00001"
+# The order in which files are made sure of: a content check may rely on the files before it (the
+# index is checked against hparams.json, the data file against the index).
+VERIFY_ORDER = ("checkpoint", "encoder.json", "vocab.bpe", "hparams.json", "model.ckpt.meta",
+                "model.ckpt.index", DATA_FILE)
 BASE_URL = "https://openaipublic.blob.core.windows.net/gpt-2/models"
 MIRROR_URL = "https://f001.backblazeb2.com/file/LLMs-from-scratch/gpt2"
 
-# The tokenizer files are the same for every size; these are the hashes tiktoken checks.
+# Published SHA-256 of OpenAI's files: (model size, file name); a size of None means every size.
+# The tokenizer hashes are the ones tiktoken checks; `checkpoint` is the same two lines in every size.
 KNOWN_SHA256 = {
-    "encoder.json": "196139668be63f3b5d6574427317ae82f612a97c5d1cdaf36ed2256dbf636783",
-    "vocab.bpe": "1ce1664773c50f3e0cc8842619a93edc4624525b728b188a9e0be33b7726adc5",
+    (None, "checkpoint"): "dd1b025d2e155283f5e300ce95bf6d5b6bc0f7fe010db73daa6975eb896ab9cb",
+    (None, "encoder.json"): "196139668be63f3b5d6574427317ae82f612a97c5d1cdaf36ed2256dbf636783",
+    (None, "vocab.bpe"): "1ce1664773c50f3e0cc8842619a93edc4624525b728b188a9e0be33b7726adc5",
+    ("124M", "hparams.json"): "d9d56e4121c427164e0c55c6f03c08e1daf9002b9b672825112d19097b680318",
+    ("124M", DATA_FILE): "2060c885360cc0cf41d7a6dbc4d24b5127aae20260c8b5ae521b5a6578407118",
+    ("124M", "model.ckpt.index"): "71916f763f9746f9b2a06b12d91996cf1084ae008d0424543d39391c5f2dc687",
+    ("124M", "model.ckpt.meta"): "4668c448fa11531fd6700460487f73e82d3272960cea942252f8744bf225c77b",
 }
-# Sizes of the weight files we know (float32: 4 bytes a parameter).
+# Sizes of the weight files we know (float32: 4 bytes a parameter): checked before hashing.
 KNOWN_SIZES = {
-    ("124M", "model.ckpt.data-00000-of-00001"): 497_759_232,
-    ("355M", "model.ckpt.data-00000-of-00001"): 1_419_292_672,
+    ("124M", DATA_FILE): 497_759_232,
+    ("355M", DATA_FILE): 1_419_292_672,
+}
+# hparams.json of each size as OpenAI published it.
+HPARAMS_KEYS = ("n_vocab", "n_ctx", "n_embd", "n_head", "n_layer")
+KNOWN_HPARAMS = {
+    "124M": {"n_vocab": 50257, "n_ctx": 1024, "n_embd": 768, "n_head": 12, "n_layer": 12},
+    "355M": {"n_vocab": 50257, "n_ctx": 1024, "n_embd": 1024, "n_head": 16, "n_layer": 24},
+    "774M": {"n_vocab": 50257, "n_ctx": 1024, "n_embd": 1280, "n_head": 20, "n_layer": 36},
+    "1558M": {"n_vocab": 50257, "n_ctx": 1024, "n_embd": 1600, "n_head": 25, "n_layer": 48},
 }
 MANIFEST = "manifest.json"
 CHUNK_BYTES = 1 << 20
+# A download that brings fewer bytes than this per second, over any stretch of `timeout` seconds,
+# is treated as stalled (a socket timeout alone never fires on a server that trickles).
+MIN_BYTES_PER_SECOND = 1024
 _RETRYABLE = (urllib.error.URLError, HTTPException, ConnectionError, TimeoutError, socket.timeout)
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)  # not on Windows, where creating symlinks needs privileges
+_BINARY = getattr(os, "O_BINARY", 0)
 
 
 class DownloadError(RuntimeError):
-    """A GPT-2 file could not be fetched or verified from any source."""
+    """A GPT-2 file could not be fetched, verified or stored."""
 
 
 class _ServerError(Exception):
-    """A 5xx answer or an interrupted body: worth retrying the same URL."""
+    """A 5xx answer, a stall or a body that is not what its headers promised: retry the same URL."""
 
 
 class _SourceFailed(Exception):
-    """This URL cannot give us the file (4xx, or its bytes failed verification): try the next one."""
+    """This URL cannot give us the file (4xx, HTML, redirect loop, or wrong bytes): try the next one."""
 
 
 # --------------------------------------------------------------------------------------------------
@@ -110,31 +148,56 @@ def download_and_load_gpt2(model_size, models_dir, *, base_url=None, mirror_url=
 
 def ensure_gpt2_files(model_size, models_dir, *, base_url=None, mirror_url=None, retries=3,
                       backoff=0.5, timeout=30, progress=True):
-    """Download whatever is missing or wrong in `models_dir/model_size`; return the folder."""
+    """Download whatever is missing or wrong in `models_dir/model_size`; return the folder.
+
+    retries: attempts per server and file; backoff: seconds before the second attempt (doubling);
+    timeout: seconds a connection may stay silent (and the window of the MIN_BYTES_PER_SECOND check).
+    """
     if model_size not in MODEL_SIZES:
         raise ValueError(f"model_size must be one of {', '.join(MODEL_SIZES)}; got {model_size!r}")
-    if not isinstance(retries, int) or retries < 1:
-        raise ValueError(f"retries must be at least 1 (the attempts per server), got {retries!r}")
+    if type(retries) is not int or retries < 1:
+        raise ValueError(f"retries must be a whole number of at least 1 (the attempts per server), got {retries!r}")
     model_dir = Path(models_dir) / model_size
-    model_dir.mkdir(parents=True, exist_ok=True)
+    with _storage("create the folder", model_dir):
+        model_dir.mkdir(parents=True, exist_ok=True)
     bases = [base_url or os.environ.get("GPT2_BASE_URL") or BASE_URL,
              mirror_url or os.environ.get("GPT2_MIRROR_URL") or MIRROR_URL]
-    manifest = read_manifest(model_dir)
-    for name in FILES:
-        urls = [f"{base.rstrip('/')}/{model_size}/{name}" for base in bases]  # URLs, not os.path.join
-        path = model_dir / name
-        if path.exists() and _is_verified(path, manifest.get(name)):
-            continue
-        if path.exists():
-            entry = _adopt_existing(path, model_size, urls, manifest.get(name), timeout)
-            if entry is not None:
-                manifest[name] = entry
-                write_manifest(model_dir, manifest)
-                continue
-            path.unlink()  # wrong size or hash: fetch it again
-        manifest[name] = _download_from_any(urls, path, model_size, retries, backoff, timeout, progress)
-        write_manifest(model_dir, manifest)
+    with _folder_lock(model_dir):
+        manifest = read_manifest(model_dir)
+        for name in VERIFY_ORDER:
+            urls = [f"{base.rstrip('/')}/{model_size}/{name}" for base in bases]  # URLs, not os.path.join
+            _ensure_file(model_dir, model_size, name, manifest, urls, retries, backoff, timeout, progress)
     return model_dir
+
+
+def _ensure_file(model_dir, model_size, name, manifest, urls, retries, backoff, timeout, progress):
+    """Make sure model_dir/name is verified and recorded in `manifest` (updated on disk too)."""
+    path = model_dir / name
+    entry = manifest.get(name)
+    if entry and _is_verified(path, entry):
+        return
+    rejected = path.with_name(name + ".rejected")  # where a wrong file is kept until a good copy is in place
+    if os.path.lexists(path):
+        if entry:  # recorded before, and changed since: never trust it again
+            problem = "it changed after it was verified (its size or SHA-256 differs from the manifest's)"
+        else:  # placed by hand, or left by another tool: the same checks as a download
+            problem = verify_file(model_dir, model_size, name, path)
+            if problem is None:
+                manifest[name] = {"size": path.stat().st_size, "sha256": sha256_of(path), "source": "found on disk"}
+                write_manifest(model_dir, manifest)
+                return
+        print(f"{path} is wrong: {problem}. Moved aside to {rejected.name}; downloading it again.",
+              file=sys.stderr)
+        with _storage("move aside", path):
+            os.replace(path, rejected)  # renames a link itself, never what it points to
+    if name in manifest:
+        del manifest[name]
+        write_manifest(model_dir, manifest)
+    manifest[name] = _download_from_any(model_dir, model_size, name, urls, rejected, retries, backoff,
+                                        timeout, progress)
+    write_manifest(model_dir, manifest)
+    with _storage("remove", rejected):
+        rejected.unlink(missing_ok=True)  # a verified copy is in place now (also of an earlier run)
 
 
 def read_manifest(model_dir):
@@ -144,11 +207,11 @@ def read_manifest(model_dir):
     again as if found without a record.
     """
     path = Path(model_dir) / MANIFEST
-    if not path.exists():
+    if not path.is_file():
         return {}
     try:
         files = json.loads(path.read_text(encoding="utf-8"))["files"]
-    except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError, OSError):
         return {}
     if not isinstance(files, dict):
         return {}
@@ -171,138 +234,254 @@ def sha256_of(path):
 
 def _is_verified(path, entry):
     """True when the file on disk has the size and SHA-256 the manifest recorded."""
-    if not entry:
+    if not path.is_file():
         return False
-    if path.stat().st_size != entry.get("size"):
+    if path.stat().st_size != entry["size"]:
         return False
-    return sha256_of(path) == entry.get("sha256")
+    return sha256_of(path) == entry["sha256"]
 
 
-def _offline_problem(path, model_size, name=None):
-    """What is wrong with a file by the checks that need no server (None if nothing). `name` is the
-    file's final name when `path` is its .part."""
-    name = name or path.name
+# ---- What makes a file right ---------------------------------------------------------------------
+
+def known_sha256(model_size, name):
+    """The published SHA-256 of a file of this model size, or None where none is known."""
+    return KNOWN_SHA256.get((model_size, name)) or KNOWN_SHA256.get((None, name))
+
+
+def verify_file(model_dir, model_size, name, path):
+    """What is wrong with `path` as the file `name` of GPT-2 `model_size` (None: nothing). `path` may
+    be a .part; the files before `name` in VERIFY_ORDER must already be verified in model_dir."""
+    if not path.is_file():
+        return "it is not a regular file" + (" (a link to nothing)" if path.is_symlink() else "")
     size = path.stat().st_size
     known_size = KNOWN_SIZES.get((model_size, name))
     if known_size is not None and size != known_size:
         return f"{size:,} bytes, expected {known_size:,}"
-    known_sha = KNOWN_SHA256.get(name)
-    if known_sha is not None and (actual := sha256_of(path)) != known_sha:
-        return f"SHA-256 {actual}, expected {known_sha}"
+    known = known_sha256(model_size, name)
+    if known is not None:
+        actual = sha256_of(path)
+        return None if actual == known else f"SHA-256 {actual}, expected {known}"
+    if name == "hparams.json":
+        return _hparams_problem(path, KNOWN_HPARAMS.get(model_size))
+    if name == "model.ckpt.meta":
+        return _meta_graph_problem(path)
+    if name == "model.ckpt.index":
+        return _index_problem(path, model_dir)
+    if name == DATA_FILE:
+        return _data_problem(path, model_dir)
+    raise AssertionError(f"no check for {name}")  # every name in FILES has a hash or a check above
+
+
+def _hparams_problem(path, published):
+    try:
+        hparams = json.loads(path.read_bytes().decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as error:
+        return f"not JSON ({error})"
+    if not isinstance(hparams, dict):
+        return "not a JSON object"
+    wrong = [key for key in HPARAMS_KEYS if type(hparams.get(key)) is not int or hparams[key] < 1]
+    if wrong:
+        return f"{', '.join(wrong)} must be positive whole numbers; got {hparams!r:.200}"
+    if hparams["n_embd"] % hparams["n_head"]:
+        return f"n_embd {hparams['n_embd']} is not a multiple of n_head {hparams['n_head']}"
+    if published is not None and {key: hparams[key] for key in HPARAMS_KEYS} != published:
+        return f"{ {key: hparams[key] for key in HPARAMS_KEYS} }, but OpenAI published {published}"
     return None
 
 
-def _adopt_existing(path, model_size, urls, entry, timeout):
-    """A file found on disk without a matching manifest entry (placed by hand, or left by another
-    downloader). Keep it if it passes the offline checks and, when a server answers, has the size the
-    server reports. Return its manifest entry, or None if it must be downloaded again."""
+def _meta_graph_problem(path):
+    """model.ckpt.meta is a MetaGraphDef: a protocol-buffer message whose fields (1 to 7) are all
+    length-delimited, with the graph (field 2) among them. Check that the whole file is such fields."""
+    data = path.read_bytes()
+    position, seen = 0, set()
+    try:
+        while position < len(data):
+            start = position
+            key, position = _varint(data, position)
+            number, wire_type = key >> 3, key & 7
+            if wire_type != 2 or not 1 <= number <= 7:
+                return f"not a TensorFlow MetaGraphDef (field {number}, wire type {wire_type} at byte {start:,})"
+            length, position = _varint(data, position)
+            position += length
+            seen.add(number)
+    except IndexError:
+        position = len(data) + 1
+    if position != len(data):
+        return "it ends in the middle of a field (cut short?)"
+    return None if 2 in seen else "it holds no graph"
+
+
+def _index_problem(path, model_dir):
+    """The index must be readable (its blocks pass their CRC32C) and list exactly the float32
+    variables, with the shapes, that the verified hparams.json implies, in one data file."""
+    hparams = json.loads((model_dir / "hparams.json").read_text(encoding="utf-8"))
+    try:
+        entries, n_shards = read_checkpoint_index(model_dir / "model.ckpt", index_path=path)
+    except CheckpointError as error:
+        return getattr(error, "what", str(error))
+    if n_shards != 1:
+        return f"it spreads the weights over {n_shards} data files; OpenAI's checkpoints have one"
+    expected = openai_variable_shapes(hparams)
+    missing = sorted(set(expected) - set(entries))
+    extra = sorted(set(entries) - set(expected))
+    wrong = sorted(name for name in set(expected) & set(entries)
+                   if entries[name].shape != expected[name] or entries[name].dtype != 1)
+    if missing or extra or wrong:
+        return ("it disagrees with hparams.json: "
+                + "; ".join(f"{label} {names[:3]}" for label, names in
+                            (("missing", missing), ("unexpected", extra), ("wrong shape or dtype", wrong)) if names))
+    return None
+
+
+def _data_problem(path, model_dir):
+    """Every tensor the verified index lists must pass its CRC32C, and nothing may follow them."""
+    entries, n_shards = read_checkpoint_index(model_dir / "model.ckpt")
+    end = max(entry.offset + entry.size for entry in entries.values())
     size = path.stat().st_size
-    if entry:  # recorded before, and changed since: never trust it
-        print(f"{path} does not match {MANIFEST} ({size:,} bytes, recorded {entry.get('size'):,}); "
-              "downloading it again", file=sys.stderr)
-        return None
-    problem = _offline_problem(path, model_size)
-    if problem:
-        print(f"{path} is wrong ({problem}); downloading it again", file=sys.stderr)
-        return None
-    for url in urls:
+    if size != end:
+        return f"{size:,} bytes, but the index places the tensors in the first {end:,}"
+    for name, entry in entries.items():
         try:
-            request = urllib.request.Request(url, method="HEAD", headers={"User-Agent": "gpt_download"})
-            with urllib.request.urlopen(request, timeout=timeout) as response:
-                remote = response.headers.get("Content-Length")
-        except _RETRYABLE:
-            continue
-        if remote is not None and int(remote) != size:
-            print(f"{path} has {size:,} bytes but {url} has {int(remote):,}; downloading it again",
-                  file=sys.stderr)
-            return None
-        return {"size": size, "sha256": sha256_of(path), "source": url}
-    print(f"{path}: found on disk; no server answered, so only its known size/hash were checked",
-          file=sys.stderr)
-    return {"size": size, "sha256": sha256_of(path), "source": "found on disk"}
+            read_checkpoint_tensor(model_dir / "model.ckpt", name, entry, n_shards, data_path=path)
+        except CheckpointError as error:
+            return getattr(error, "what", str(error))
+    return None
 
 
-def _download_from_any(urls, path, model_size, retries, backoff, timeout, progress):
+# ---- Fetching ------------------------------------------------------------------------------------
+
+def _download_from_any(model_dir, model_size, name, urls, rejected, retries, backoff, timeout, progress):
     """Try each URL in turn (each with retries); return the manifest entry of the verified file."""
+    path = model_dir / name
     failures = []
     for url in urls:
         try:
-            return _download_one(url, path, model_size, retries, backoff, timeout, progress)
+            return _download_one(url, path, lambda part: verify_file(model_dir, model_size, name, part),
+                                 retries, backoff, timeout, progress)
         except _SourceFailed as error:
             failures.append(f"  {url}: {error}")
-    folder = path.parent
+            if url != urls[-1]:
+                print(f"{url}: {error}; trying the next server", file=sys.stderr)
+    kept = (f"The file that was at {path} failed its check and is kept as {rejected}; delete it once "
+            "you have a good copy.\n") if os.path.lexists(rejected) else ""
     raise DownloadError(
-        f"Could not download {path.name} for GPT-2 {model_size} into {folder}/.\n"
-        + "\n".join(failures) + "\n"
+        f"Could not download {name} for GPT-2 {model_size} into {model_dir}/.\n"
+        + "\n".join(failures) + "\n" + kept +
         f"To place the files by hand: download these {len(FILES)} files from any copy of OpenAI's "
         f"GPT-2 {model_size} release ({urls[0].rsplit('/', 1)[0]}/<file>): {', '.join(FILES)};\n"
-        f"put them in {folder}/ and run this again: files found there are checked "
-        "(known sizes and SHA-256) and then used without any network access.\n"
+        f"put them in {model_dir}/ and run this again: files found there are verified (published "
+        "SHA-256, or their contents) and then used without any network access.\n"
         "Other mirrors: set GPT2_BASE_URL / GPT2_MIRROR_URL, or pass base_url= / mirror_url=."
     )
 
 
-def _download_one(url, path, model_size, retries, backoff, timeout, progress):
+def _download_one(url, path, verify, retries, backoff, timeout, progress):
+    """Fetch url into <path>.part (continuing a .part this URL started), verify it, and only then give
+    it its final name. Wrong bytes are discarded and the file fetched whole once more."""
     part = path.with_name(path.name + ".part")
+    for whole_again in (False, True):
+        _fetch_with_retries(url, part, retries, backoff, timeout, progress)
+        problem = verify(part)
+        _discard_part(part, keep_bytes=problem is None)
+        if problem is None:
+            entry = {"size": part.stat().st_size, "sha256": sha256_of(part), "source": url}
+            with _storage("give its final name to", part):
+                os.replace(part, path)  # only now does the file have its final name
+            return entry
+        if not whole_again:
+            print(f"{url} gave wrong bytes ({problem}); fetching the whole file once more", file=sys.stderr)
+    raise _SourceFailed(f"downloaded file rejected twice: {problem}")
+
+
+def _fetch_with_retries(url, part, retries, backoff, timeout, progress):
+    last_error = None
     for attempt in range(retries):
         try:
-            _fetch_into(url, part, timeout, progress)
-            break
+            return _fetch_into(url, part, timeout, progress)
         except urllib.error.HTTPError as error:
+            if 300 <= error.code < 400:
+                raise _SourceFailed(f"HTTP {error.code}: redirects in a loop or too many times") from error
             if error.code < 500:
                 raise _SourceFailed(f"HTTP {error.code} {error.reason}") from error
             last_error = f"HTTP {error.code} {error.reason}"
         except (_ServerError, *_RETRYABLE) as error:
             last_error = f"{type(error).__name__}: {error}"
         if attempt + 1 < retries:
-            time.sleep(backoff * 2**attempt)
-    else:
-        raise _SourceFailed(f"failed {retries} times, last: {last_error}")
-
-    problem = _offline_problem(part, model_size, path.name)
-    if problem:
-        part.unlink()  # bad bytes: never resume from them
-        raise _SourceFailed(f"downloaded file rejected: {problem}")
-    entry = {"size": part.stat().st_size, "sha256": sha256_of(part), "source": url}
-    os.replace(part, path)  # only now does the file have its final name
-    return entry
+            pause = backoff * 2**attempt
+            print(f"{url}: {last_error}; trying again in {pause:g} s ({attempt + 2} of {retries})", file=sys.stderr)
+            time.sleep(pause)
+    raise _SourceFailed(f"failed {retries} times, last: {last_error}")
 
 
 def _fetch_into(url, part, timeout, progress):
-    """Fetch url into part, resuming from part's current size when the server honours Range."""
-    offset = part.stat().st_size if part.exists() else 0
+    """Fetch url into part. A .part that this URL started, under a validator (ETag or Last-Modified)
+    it gave, is continued with Range + If-Range: the server sends the rest only if the file is still
+    that revision, otherwise the whole file (200), which replaces the .part. Any other .part is
+    replaced once this URL starts sending the whole file."""
+    state = _read_part_state(part)
+    offset = part.stat().st_size if part.is_file() and not part.is_symlink() else 0
+    resume = bool(offset and state and state.get("url") == url and state.get("validator"))
+    if not resume:
+        offset = 0  # another server's .part stays until this one sends a file to replace it
     headers = {"User-Agent": "gpt_download"}
-    if offset:
-        headers["Range"] = f"bytes={offset}-"
+    if resume:
+        headers |= {"Range": f"bytes={offset}-", "If-Range": state["validator"]}
     try:
         response = urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout)
     except urllib.error.HTTPError as error:
         if error.code == 416:  # our .part is not a prefix the server can continue: start over
-            part.unlink()
+            _discard_part(part)
             raise _ServerError("HTTP 416 for the resumed range; starting over") from error
         raise
     with response:
-        if offset and response.status == 206:
+        content_type = response.headers.get("Content-Type", "")
+        if content_type.split(";")[0].strip().lower() in ("text/html", "application/xhtml+xml"):
+            raise _SourceFailed(f"answered with a web page (Content-Type: {content_type}), not the file: "
+                                "a sign-in or error page?")
+        length = response.headers.get("Content-Length")
+        if length is not None and not length.strip().isdigit():
+            raise _ServerError(f"Content-Length {length!r} is not a number")
+        if resume and response.status == 206:
             start, total = _parse_content_range(response.headers.get("Content-Range"))
-            if start != offset:
-                part.unlink()
-                raise _ServerError(f"server resumed at byte {start}, not {offset}; starting over")
-            mode = "ab"
-        else:  # a full answer (200), also when the server ignored our Range header
-            offset, mode = 0, "wb"
-            length = response.headers.get("Content-Length")
+            if start != offset or (state.get("length") is not None and total != state["length"]):
+                _discard_part(part)
+                raise _ServerError(f"asked to continue at byte {offset:,} of {state.get('length')}, the server "
+                                   f"sent from {start} of {total}; starting over")
+            append = True
+        elif response.status == 200:  # the whole file: also when the revision changed, or Range was ignored
             total = int(length) if length is not None else None
+            _discard_part(part)
+            offset, append = 0, False
+            _write_part_state(part, {"url": url, "validator": _validator(response.headers), "length": total})
+        else:
+            raise _ServerError(f"unexpected HTTP {response.status} for a download")
         received = offset
-        with open(part, mode) as file, tqdm(total=total, initial=offset, unit="B", unit_scale=True,
-                                            unit_divisor=1024, desc=part.name[:-5],
-                                            disable=not progress) as bar:
-            while chunk := response.read(CHUNK_BYTES):
-                file.write(chunk)
+        with _open_for_writing(part, append) as file_descriptor, \
+                tqdm(total=total, initial=offset, unit="B", unit_scale=True, unit_divisor=1024,
+                     desc=part.name[:-5], disable=not progress) as bar:
+            window_start, window_bytes = time.monotonic(), 0
+            while chunk := response.read1(CHUNK_BYTES):
+                with _storage("write", part):
+                    _write_all(file_descriptor, chunk)
                 received += len(chunk)
+                window_bytes += len(chunk)
                 bar.update(len(chunk))
+                elapsed = time.monotonic() - window_start
+                if elapsed >= timeout:
+                    if window_bytes < MIN_BYTES_PER_SECOND * elapsed:
+                        raise _ServerError(f"stalled: {window_bytes:,} bytes in {elapsed:.1f} s")
+                    window_start, window_bytes = time.monotonic(), 0
     if total is not None and received != total:
         # http.client returns b"" rather than raising when the connection drops early.
         raise _ServerError(f"connection closed after {received:,} of {total:,} bytes")
+
+
+def _validator(headers):
+    """What If-Range can name to ask for "the rest, if unchanged": a strong ETag, else Last-Modified."""
+    etag = headers.get("ETag")
+    if etag and not etag.startswith("W/"):
+        return etag
+    return headers.get("Last-Modified")
 
 
 def _parse_content_range(value):
@@ -315,10 +494,132 @@ def _parse_content_range(value):
         raise _ServerError(f"unreadable Content-Range {value!r}") from error
 
 
+# ---- Writing files safely ------------------------------------------------------------------------
+
+def _part_state_path(part):
+    return part.with_name(part.name + ".json")
+
+
+def _read_part_state(part):
+    """Where a .part came from: {"url", "validator", "length"}, or None if unknown."""
+    path = _part_state_path(part)
+    if path.is_symlink() or not path.is_file():
+        return None
+    try:
+        state = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError, OSError):
+        return None
+    return state if isinstance(state, dict) else None
+
+
+def _write_part_state(part, state):
+    _atomic_write_text(_part_state_path(part), json.dumps(state))
+
+
+def _discard_part(part, keep_bytes=False):
+    """Remove a .part (unless keep_bytes) and the record of where it came from."""
+    with _storage("remove", part):
+        _part_state_path(part).unlink(missing_ok=True)
+        if not keep_bytes:
+            part.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def _open_for_writing(path, append):
+    """A file descriptor open for writing at `path`, refusing to follow a symbolic link: anything
+    already at that name is removed first (a link itself, never its target), and the new file is
+    created exclusively, so a link planted in between makes the open fail instead of being followed."""
+    with _storage("open for writing", path):
+        if append and path.is_symlink():
+            raise DownloadError(f"{path} is a symbolic link; refusing to write through it. Delete it and run again.")
+        if not append:
+            path.unlink(missing_ok=True)
+        flags = os.O_WRONLY | _NOFOLLOW | _BINARY | (os.O_APPEND if append else os.O_CREAT | os.O_EXCL)
+        file_descriptor = os.open(path, flags, 0o644)
+    try:
+        yield file_descriptor
+    finally:
+        os.close(file_descriptor)
+
+
+def _write_all(file_descriptor, data):
+    view = memoryview(data)
+    while view:
+        view = view[os.write(file_descriptor, view):]
+
+
 def _atomic_write_text(path, text):
+    path = Path(path)
     tmp = path.with_name(path.name + ".partial")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    try:
+        with _open_for_writing(tmp, append=False) as file_descriptor, _storage("write", tmp):
+            _write_all(file_descriptor, text.encode("utf-8"))
+        with _storage("give its final name to", tmp):
+            os.replace(tmp, path)
+    except DownloadError:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise
+
+
+@contextlib.contextmanager
+def _storage(action, path):
+    """Turn an OSError from the disk into a DownloadError naming the file, its folder and the fix."""
+    try:
+        yield
+    except DownloadError:
+        raise
+    except OSError as error:
+        if isinstance(error, (ConnectionError, TimeoutError, urllib.error.URLError)):
+            raise  # the network's, not the disk's
+        folder = Path(path).parent
+        if error.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
+            fix = (f"free space on the disk that holds {folder}/ (GPT-2's files take about 0.5 GB for 124M, "
+                   "1.4 GB for 355M, 3.1 GB for 774M and 6.2 GB for 1558M), or pass models_dir= a folder on "
+                   "a disk with room. A finished part of a download is kept as <file>.part and continued "
+                   "next time; delete it to free its space now.")
+        elif error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+            fix = f"make {folder}/ writable for this user, or pass models_dir= a folder you can write to."
+        else:
+            fix = f"check that {folder}/ is a folder on a working disk that you can write to, then run again."
+        raise DownloadError(f"Could not {action} {path} ({error.strerror or error}). To fix: {fix}") from error
+
+
+@contextlib.contextmanager
+def _folder_lock(model_dir):
+    """Hold `<model_dir>.lock` (beside the folder) exclusively: a second process downloading the same
+    size waits here, then finds the files verified. The lock file is left in place; an OS lock, not
+    the file's existence, is what excludes, so a crashed process never leaves a stale lock."""
+    lock_path = model_dir.with_name(model_dir.name + ".lock")
+    with _storage("open the lock file", lock_path):
+        if lock_path.is_symlink():
+            lock_path.unlink()
+        file_descriptor = os.open(lock_path, os.O_RDWR | os.O_CREAT | _NOFOLLOW, 0o644)
+    try:
+        if not _try_lock(file_descriptor):
+            print(f"Waiting for another process that is downloading into {model_dir}/ "
+                  f"(it holds {lock_path})...", file=sys.stderr)
+            while not _try_lock(file_descriptor):
+                time.sleep(0.1)
+        yield
+    finally:
+        os.close(file_descriptor)  # closing releases the lock
+
+
+def _try_lock(file_descriptor):
+    """Take the lock without waiting: True if taken."""
+    try:
+        if os.name == "nt":
+            import msvcrt
+            msvcrt.locking(file_descriptor, msvcrt.LK_NBLCK, 1)
+        else:
+            import fcntl
+            fcntl.flock(file_descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as error:
+        if error.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK, getattr(errno, "EDEADLOCK", 0)):
+            return False
+        raise
+    return True
 
 
 # --------------------------------------------------------------------------------------------------
@@ -352,8 +653,10 @@ _FOOTER_BYTES = 48
 
 
 def _damaged(path, what):
-    return CheckpointError(f"{path} is damaged or not a TensorFlow checkpoint ({what}). Delete the "
-                           f"model's folder {Path(path).parent}/ and run again to download it afresh.")
+    error = CheckpointError(f"{path} is damaged or not a TensorFlow checkpoint ({what}). Delete the "
+                            f"model's folder {Path(path).parent}/ and run again to download it afresh.")
+    error.what = what  # the bare finding, for gpt_download's own checks
+    return error
 
 
 def _varint(buffer, position):
@@ -452,10 +755,11 @@ def _tensor_entry(name, value, path):
                        size=fields[5], crc32c=fields[6])
 
 
-def read_checkpoint_index(ckpt_path):
+def read_checkpoint_index(ckpt_path, index_path=None):
     """The variables of a TensorFlow checkpoint, from its .index file: ({name: TensorEntry}, number of
-    data shards). Reads only the index; needs no TensorFlow."""
-    path = Path(str(ckpt_path) + ".index")
+    data shards). Reads only the index; needs no TensorFlow. index_path: read the index from this file
+    instead of `<ckpt_path>.index` (a download not yet under its final name)."""
+    path = Path(index_path or str(ckpt_path) + ".index")
     if not path.is_file():
         raise FileNotFoundError(f"{path} is missing: a TensorFlow checkpoint `{ckpt_path}` needs "
                                 f"{path.name} beside its data file")
@@ -485,16 +789,17 @@ def checkpoint_variables(ckpt_path):
     return {name: entry.shape for name, entry in sorted(entries.items())}
 
 
-def read_checkpoint_tensor(ckpt_path, name, entry, n_shards=1):
+def read_checkpoint_tensor(ckpt_path, name, entry, n_shards=1, data_path=None):
     """Read one variable's bytes from the data file, check them against the index's CRC32C, and return
-    them as a numpy array of the entry's dtype and shape."""
-    data_path = Path(f"{ckpt_path}.data-{entry.shard:05d}-of-{n_shards:05d}")
+    them as a numpy array of the entry's dtype and shape. data_path: read from this file instead of the
+    shard the entry names (a download not yet under its final name)."""
+    data_path = Path(data_path or f"{ckpt_path}.data-{entry.shard:05d}-of-{n_shards:05d}")
     if entry.dtype not in _TF_DTYPES:
         raise CheckpointError(f"{data_path}: {name} has TensorFlow dtype {entry.dtype}, which this reader "
                               "does not read")
     dtype = np.dtype(_TF_DTYPES[entry.dtype])
     if entry.size != dtype.itemsize * int(np.prod(entry.shape)):
-        raise _damaged(data_path.with_suffix(".index"), f"{name}: {entry.size} bytes for shape {entry.shape}")
+        raise _damaged(Path(f"{ckpt_path}.index"), f"{name}: {entry.size} bytes for shape {entry.shape}")
     if not data_path.is_file():
         raise FileNotFoundError(f"{data_path} is missing, and the checkpoint's index places {name} in it: "
                                 f"put that file in {data_path.parent}/, or delete the folder and download again")
@@ -665,5 +970,8 @@ if __name__ == "__main__":
     parser.add_argument("model_size", choices=MODEL_SIZES)
     parser.add_argument("--models-dir", default="models/gpt2")
     arguments = parser.parse_args()
-    folder = ensure_gpt2_files(arguments.model_size, arguments.models_dir)
+    try:
+        folder = ensure_gpt2_files(arguments.model_size, arguments.models_dir)
+    except DownloadError as error:
+        sys.exit(f"error: {error}")  # the message says what to do; a traceback would bury it
     print(f"GPT-2 {arguments.model_size}: all {len(FILES)} files verified in {folder}/")

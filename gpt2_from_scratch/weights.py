@@ -272,7 +272,7 @@ def write_gpt2_checkpoint(params, hparams, model_dir, tokenizer_dir=None):
         (tmp_dir / "checkpoint").write_text('model_checkpoint_path: "model.ckpt"\n'
                                             'all_model_checkpoint_paths: "model.ckpt"\n')
         hparams_json = {key: hparams[key] for key in ("n_vocab", "n_ctx", "n_embd", "n_head", "n_layer")}
-        (tmp_dir / "hparams.json").write_text(json.dumps(hparams_json, indent=2))
+        (tmp_dir / "hparams.json").write_text(json.dumps(hparams_json, indent=2) + "\n")  # as OpenAI's, byte for byte
         for name in ("encoder.json", "vocab.bpe"):
             shutil.copyfile(tokenizer_dir / name, tmp_dir / name)
         read_back = params_to_variables(load_gpt2_params_from_tf_ckpt(tmp_dir / "model.ckpt", hparams), hparams)

@@ -1,19 +1,43 @@
-"""A local HTTP server that serves GPT-2 files in OpenAI's layout, with faults to order.
+"""A local HTTP server that serves GPT-2 files in OpenAI's layout, and misbehaves to order.
 
     server = FakeGPT2Server(files_root, prefix="gpt-2/models").start()
     server.url  ->  "http://127.0.0.1:<port>/gpt-2/models"; a file is at {url}/{size}/{name}
 
-files_root holds <size>/<name>. Faults: `status_for_all` (answer every request with this code),
-`queued_statuses[name]` (answer the next requests for a file with these codes, one each),
-`cut_after[name]` (send only this many bytes of the body once, then drop the connection),
-`ignore_range` (answer Range requests with the whole file, 200), `replace_body[name]`.
-`requests` records (method, file name, Range header, status) for every request.
+files_root holds <size>/<name>. Every answer carries an ETag (a hash of the bytes served) and honours
+Range with If-Range as a real server does: the rest of the file only if If-Range names the current
+ETag, else the whole file (200).
+
+Faults:
+- `status_for_all`: answer every request with this code.
+- `queued_statuses[name]`: answer the next requests for a file with these codes, one each.
+- `replace_body[name]`: serve these bytes for the file (another revision: its ETag differs too).
+- `ignore_range`: answer Range requests with the whole file, 200.
+- `delay`: seconds to wait before answering any request.
+- `faults[name]`: a list; each GET of the file uses up the first one:
+    ("cut", n)        send n bytes of an honest Content-Length, then drop the connection
+    "long"            a body longer than its Content-Length (which claims half the bytes)
+    "no_length"       no Content-Length; the whole body, then close
+    "no_length_cut"   no Content-Length; half the body, then close
+    "bad_length"      Content-Length: unknown
+    "chunked_cut"     Transfer-Encoding: chunked, dropped in the middle of a chunk
+    "html"            200 with a sign-in page, Content-Type text/html
+    "html_as_file"    200 with an HTML page, Content-Type application/octet-stream
+    "redirect_loop"   302 to the same URL, for ever
+    "stall"           headers and a third of the body, then silence for `stall_seconds`
+    "trickle"         the body in 64-byte pieces, 0.1 s apart
+`requests` records a Request(method, file, range, if_range, status) for every request, and
+`after_request`, if set, is called with it (to change the server between two requests).
 """
 
+import collections
+import hashlib
 import socket
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+
+Request = collections.namedtuple("Request", "method file range if_range status")
 
 
 class FakeGPT2Server:
@@ -22,9 +46,13 @@ class FakeGPT2Server:
         self.requests = []
         self.status_for_all = None
         self.queued_statuses = {}
-        self.cut_after = {}
-        self.ignore_range = False
         self.replace_body = {}
+        self.ignore_range = False
+        self.delay = 0.0
+        self.faults = {}
+        self.stall_seconds = 3.0
+        self.after_request = None  # called with each Request once it is recorded
+        self._stopping = threading.Event()
         self._httpd = None
 
     @property
@@ -35,6 +63,8 @@ class FakeGPT2Server:
         server = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # so that chunked bodies are legal
+
             def log_message(self, *args):  # keep test output clean
                 pass
 
@@ -42,7 +72,10 @@ class FakeGPT2Server:
                 server._answer(self, head=True)
 
             def do_GET(self):
-                server._answer(self, head=False)
+                try:
+                    server._answer(self, head=False)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client gave up on a stalled or trickling answer, as it should
 
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._httpd.daemon_threads = True
@@ -51,6 +84,7 @@ class FakeGPT2Server:
         return self
 
     def stop(self):
+        self._stopping.set()
         if self._httpd is not None:
             self._httpd.shutdown()
             self._httpd.server_close()
@@ -58,50 +92,93 @@ class FakeGPT2Server:
 
     def gets(self, name):
         """The GET requests for one file: [(range header, status), ...]."""
-        return [(rng, status) for method, file, rng, status in self.requests
-                if method == "GET" and file == name]
+        return [(request.range, request.status) for request in self.requests
+                if request.method == "GET" and request.file == name]
 
     def _answer(self, handler, head):
+        if self.delay:
+            time.sleep(self.delay)
         relative = handler.path.lstrip("/")
         name = relative.rsplit("/", 1)[-1]
-        range_header = handler.headers.get("Range")
+        range_header, if_range = handler.headers.get("Range"), handler.headers.get("If-Range")
 
-        def send_status(code):
-            self.requests.append((handler.command, name, range_header, code))
+        def record(code):
+            self.requests.append(Request(handler.command, name, range_header, if_range, code))
+            if self.after_request is not None:
+                self.after_request(self.requests[-1])
+
+        def send(code, headers, payload=b""):
+            record(code)
             handler.send_response(code)
-            handler.send_header("Content-Length", "0")
+            for key, value in headers.items():
+                handler.send_header(key, value)
+            handler.send_header("Connection", "close")
             handler.end_headers()
+            if payload and not head:
+                handler.wfile.write(payload)
 
         if not relative.startswith(self.prefix + "/"):
-            return send_status(404)
+            return send(404, {"Content-Length": "0"})
         if self.status_for_all is not None:
-            return send_status(self.status_for_all)
+            return send(self.status_for_all, {"Content-Length": "0"})
         if self.queued_statuses.get(name):
-            return send_status(self.queued_statuses[name].pop(0))
+            return send(self.queued_statuses[name].pop(0), {"Content-Length": "0"})
         path = self.files_root / relative[len(self.prefix) + 1:]
         if not path.is_file():
-            return send_status(404)
+            return send(404, {"Content-Length": "0"})
         body = self.replace_body.get(name, path.read_bytes())
+        etag = '"' + hashlib.sha256(body).hexdigest()[:16] + '"'
+        fault = self.faults[name].pop(0) if self.faults.get(name) and not head else None
+
+        if fault == "redirect_loop":
+            return send(302, {"Location": handler.path, "Content-Length": "0"})
+        if fault in ("html", "html_as_file"):
+            page = b"<!DOCTYPE html><html><body><h1>Sign in to continue</h1></body></html>\n"
+            content_type = "text/html; charset=utf-8" if fault == "html" else "application/octet-stream"
+            return send(200, {"Content-Type": content_type, "Content-Length": str(len(page))}, page)
 
         start = 0
-        if range_header and not self.ignore_range and not head:
+        if range_header and not self.ignore_range and not head and (if_range is None or if_range == etag):
             start = int(range_header.removeprefix("bytes=").split("-")[0])
             if start >= len(body):
-                return send_status(416)
+                return send(416, {"Content-Length": "0"})
         status = 206 if start else 200
-        self.requests.append((handler.command, name, range_header, status))
-        handler.send_response(status)
-        handler.send_header("Content-Length", str(len(body) - start))
-        if status == 206:
-            handler.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
-        handler.end_headers()
-        if head:
-            return
         payload = body[start:]
-        if name in self.cut_after and not head:
-            payload = payload[: self.cut_after.pop(name)]  # once: the retry gets the rest
-            handler.close_connection = True
-        handler.wfile.write(payload)
+        headers = {"ETag": etag, "Content-Type": "application/octet-stream"}
+        if status == 206:
+            headers["Content-Range"] = f"bytes {start}-{len(body) - 1}/{len(body)}"
+        honest_length = {"Content-Length": str(len(payload))}
+
+        if fault is None:
+            return send(status, headers | honest_length, payload)
+        if isinstance(fault, tuple) and fault[0] == "cut":
+            return send(status, headers | honest_length, payload[:fault[1]])
+        if fault == "long":
+            return send(status, headers | {"Content-Length": str(len(payload) // 2)}, payload)
+        if fault == "no_length":
+            return send(status, headers, payload)
+        if fault == "no_length_cut":
+            return send(status, headers, payload[:len(payload) // 2])
+        if fault == "bad_length":
+            return send(status, headers | {"Content-Length": "unknown"}, payload)
+        if fault == "chunked_cut":
+            half = payload[:len(payload) // 2]
+            chunk = b"%x\r\n" % len(payload) + half  # announces the whole payload, sends half
+            return send(status, headers | {"Transfer-Encoding": "chunked"}, chunk)
+        if fault == "stall":
+            send(status, headers | honest_length, payload[:len(payload) // 3])
+            handler.wfile.flush()
+            self._stopping.wait(self.stall_seconds)
+            return None
+        if fault == "trickle":
+            send(status, headers | honest_length)
+            for offset in range(0, len(payload), 64):
+                if self._stopping.wait(0.1):
+                    return None
+                handler.wfile.write(payload[offset:offset + 64])
+                handler.wfile.flush()
+            return None
+        raise ValueError(f"unknown fault {fault!r}")
 
 
 def unused_local_port():

@@ -1,16 +1,23 @@
-"""gpt_download.py against a local HTTP server that serves OpenAI's layout, with faults injected.
+"""gpt_download.py against local HTTP servers that serve OpenAI's layout and misbehave to order.
 
 Nothing here touches the internet: the primary and the mirror are two FakeGPT2Server instances on
-127.0.0.1 serving a tiny random checkpoint written by gpt_download's own writer. The size "774M" is
-used because its files have no known byte count (the 124M and 355M data files do, and a tiny stand-in
-would rightly be rejected under those names: a test checks that too).
+127.0.0.1 serving a tiny random checkpoint written by 03's checkpoint writer. The size "774M" is used
+because its files have no published hash, so they are checked by content; its published hparams.json
+(36 layers of 1280) would rightly reject the tiny stand-in, so the tests set that one fact aside. The
+124M files all have published hashes, and a test checks that the stand-in is refused under that name.
 """
 
+import errno
 import json
+import os
 import shutil
 import socket
+import subprocess
+import sys
+import textwrap
 import time
 import urllib.request
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -22,11 +29,22 @@ import gpt_download  # on sys.path through conftest.py
 
 TINY = {"n_vocab": 100, "n_ctx": 16, "n_embd": 8, "n_head": 2, "n_layer": 2}
 SIZE = "774M"
-DATA = "model.ckpt.data-00000-of-00001"
+DATA = gpt_download.DATA_FILE
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def size_without_published_hparams(monkeypatch):
+    monkeypatch.delitem(gpt_download.KNOWN_HPARAMS, SIZE)
 
 
 def flat(params):
     return writer.params_to_variables(params, TINY)
+
+
+def flipped(data, at):
+    """data with one bit of byte `at` flipped."""
+    return data[:at] + bytes([data[at] ^ 1]) + data[at + 1:]
 
 
 @pytest.fixture(scope="module")
@@ -57,11 +75,27 @@ def download(models_dir, servers, size=SIZE, **kwargs):
                                                **kwargs)
 
 
+def served_bytes(served, name):
+    return (served[0] / SIZE / name).read_bytes()
+
+
 def assert_same_files(served_root, model_dir, size=SIZE):
     for name in gpt_download.FILES:
         assert (model_dir / name).read_bytes() == (served_root / size / name).read_bytes(), name
-    assert not list(model_dir.glob("*.part")), "a .part file was left behind"
+    leftovers = [path.name for path in model_dir.iterdir() if path.name not in (*gpt_download.FILES, "manifest.json")]
+    assert leftovers == [], "left behind"
 
+
+def assert_not_recorded(model_dir, name):
+    assert not (model_dir / name).exists(), f"{name} sits under its final name"
+    assert name not in gpt_download.read_manifest(model_dir), f"{name} is in the manifest"
+
+
+def closed_port_url():
+    return f"http://127.0.0.1:{unused_local_port()}/gpt-2/models"
+
+
+# ---- a normal download, retries and the mirror --------------------------------------------------
 
 def test_full_download_verifies_and_records_every_file(tmp_path, served, servers):
     root, params = served
@@ -75,6 +109,7 @@ def test_full_download_verifies_and_records_every_file(tmp_path, served, servers
     assert manifest[DATA]["size"] == (root / SIZE / DATA).stat().st_size
     assert manifest[DATA]["sha256"] == gpt_download.sha256_of(root / SIZE / DATA)
     assert servers[1].requests == []  # the mirror was not needed
+    assert sorted(path.name for path in tmp_path.iterdir()) == [SIZE, f"{SIZE}.lock"]
 
 
 def test_primary_answering_500_falls_back_to_the_mirror(tmp_path, served, servers):
@@ -103,60 +138,6 @@ def test_a_404_goes_to_the_mirror_without_retrying(tmp_path, served, servers):
     assert [status for _, status in mirror.gets("vocab.bpe")] == [200]
 
 
-def test_connection_cut_mid_file_resumes_with_a_range_request(tmp_path, served, servers):
-    primary, _ = servers
-    size = (served[0] / SIZE / DATA).stat().st_size
-    primary.cut_after[DATA] = size // 3
-    download(tmp_path, servers)
-    assert primary.gets(DATA) == [(None, 200), (f"bytes={size // 3}-", 206)]
-    assert_same_files(served[0], tmp_path / SIZE)
-
-
-def test_server_ignoring_range_restarts_the_file_cleanly(tmp_path, served, servers):
-    primary, _ = servers
-    primary.ignore_range = True
-    model_dir = tmp_path / SIZE
-    model_dir.mkdir()
-    (model_dir / (DATA + ".part")).write_bytes(b"stale bytes from another file")
-    download(tmp_path, servers)
-    assert primary.gets(DATA) == [("bytes=29-", 200)]
-    assert_same_files(served[0], model_dir)
-
-
-def test_file_truncated_after_download_is_fetched_again(tmp_path, served, servers):
-    primary, _ = servers
-    download(tmp_path, servers)
-    data_file = tmp_path / SIZE / DATA
-    data_file.write_bytes(data_file.read_bytes()[:100])
-    primary.requests.clear()
-    download(tmp_path, servers)
-    assert_same_files(served[0], tmp_path / SIZE)
-    assert {file for _, file, _, _ in primary.requests} == {DATA}  # only the damaged file
-
-
-def test_files_without_a_manifest_are_checked_against_the_server(tmp_path, served, servers):
-    """Files left by another downloader (no manifest): intact ones are kept after a HEAD request,
-    a truncated one is fetched again."""
-    primary, _ = servers
-    model_dir = tmp_path / SIZE
-    shutil.copytree(served[0] / SIZE, model_dir)
-    (model_dir / DATA).write_bytes((served[0] / SIZE / DATA).read_bytes()[:-1])
-    download(tmp_path, servers)
-    assert_same_files(served[0], model_dir)
-    gets = {file for method, file, _, _ in primary.requests if method == "GET"}
-    assert gets == {DATA}
-
-
-def test_tampered_vocab_bpe_is_rejected(tmp_path, served, servers):
-    for server in servers:
-        server.replace_body["vocab.bpe"] = (served[0] / SIZE / "vocab.bpe").read_bytes() + b"x"
-    with pytest.raises(gpt_download.DownloadError, match="vocab.bpe") as error:
-        download(tmp_path, servers)
-    assert "SHA-256" in str(error.value)
-    assert not (tmp_path / SIZE / "vocab.bpe").exists()
-    assert not (tmp_path / SIZE / "vocab.bpe.part").exists()
-
-
 def test_second_call_needs_no_server_and_no_network(tmp_path, served, servers, monkeypatch):
     _, first = download(tmp_path, servers)
     for server in servers:
@@ -170,10 +151,6 @@ def test_second_call_needs_no_server_and_no_network(tmp_path, served, servers, m
     _, second = download(tmp_path, servers)
     for name, array in flat(first).items():
         assert np.array_equal(flat(second)[name], array)
-
-
-def closed_port_url():
-    return f"http://127.0.0.1:{unused_local_port()}/gpt-2/models"
 
 
 def test_no_files_and_no_server_fails_quickly_and_says_what_to_do(tmp_path):
@@ -195,11 +172,11 @@ def test_invalid_size_lists_the_valid_ones(tmp_path):
         gpt_download.download_and_load_gpt2("125M", tmp_path)
 
 
-def test_known_size_of_the_124M_weights_is_enforced(tmp_path, servers):
-    """The tiny stand-in served as "124M" is not 497,759,232 bytes: rejected from both sources."""
-    with pytest.raises(gpt_download.DownloadError, match="497,759,232"):
-        download(tmp_path, servers, size="124M")
-    assert not (tmp_path / "124M" / DATA).exists()
+@pytest.mark.parametrize("retries", [0, -1, True, 2.0])
+def test_retries_must_be_a_whole_number_of_at_least_one(tmp_path, servers, retries):
+    with pytest.raises(ValueError, match="retries must be a whole number of at least 1"):
+        download(tmp_path, servers, retries=retries)
+    assert not (tmp_path / SIZE).exists() or not any((tmp_path / SIZE).iterdir())
 
 
 def test_urls_are_joined_as_strings_and_the_environment_can_override_them(tmp_path, served, servers,
@@ -211,6 +188,301 @@ def test_urls_are_joined_as_strings_and_the_environment_can_override_them(tmp_pa
     assert len(primary.gets("checkpoint")) == 1
     entry = gpt_download.read_manifest(tmp_path / SIZE)["checkpoint"]
     assert entry["source"] == f"{primary.url}/{SIZE}/checkpoint"
+
+
+@pytest.mark.parametrize("manifest", [
+    {"files": ["checkpoint"]},
+    {"files": {"checkpoint": "not a record"}},
+    {"files": {"checkpoint": {"size": "12", "sha256": None}}},
+    ["not", "a", "manifest"],
+])
+def test_a_manifest_with_wrong_types_is_treated_as_absent(tmp_path, served, servers, manifest):
+    root, _ = served
+    download(tmp_path, servers)
+    (tmp_path / SIZE / gpt_download.MANIFEST).write_text(json.dumps(manifest))
+    hparams, _ = download(tmp_path, servers)  # every file is checked again, as if found without a record
+    assert hparams == TINY
+    assert sorted(gpt_download.read_manifest(tmp_path / SIZE)) == sorted(gpt_download.FILES)
+    assert_same_files(root, tmp_path / SIZE)
+
+
+# ---- 1. nothing unverified under a final name or in the manifest ---------------------------------
+
+def test_every_124M_file_is_checked_against_its_published_sha256(tmp_path, servers):
+    """The tiny stand-in served as "124M": its checkpoint and tokenizer files are OpenAI's, so they
+    are kept; its hparams.json is not the published one, so it is refused from both servers."""
+    with pytest.raises(gpt_download.DownloadError) as error:
+        download(tmp_path, servers, size="124M")
+    message = str(error.value)
+    assert "hparams.json" in message
+    assert f"expected {gpt_download.known_sha256('124M', 'hparams.json')}" in message
+    assert sorted(gpt_download.read_manifest(tmp_path / "124M")) == ["checkpoint", "encoder.json", "vocab.bpe"]
+    for name in ("hparams.json", DATA, "model.ckpt.index", "model.ckpt.meta"):
+        assert_not_recorded(tmp_path / "124M", name)
+
+
+def test_a_data_file_failing_its_crc_is_fetched_whole_again_then_refused(tmp_path, served, servers):
+    data = served_bytes(served, DATA)
+    for server in servers:
+        server.replace_body[DATA] = flipped(data, len(data) // 2)
+    with pytest.raises(gpt_download.DownloadError, match="fail their CRC32C check") as error:
+        download(tmp_path, servers)
+    assert f"Could not download {DATA}" in str(error.value)
+    assert_not_recorded(tmp_path / SIZE, DATA)
+    assert sorted(gpt_download.read_manifest(tmp_path / SIZE)) == sorted(set(gpt_download.FILES) - {DATA})
+    assert [len(server.gets(DATA)) for server in servers] == [2, 2]  # each: once, then whole once more
+    assert not list((tmp_path / SIZE).glob("*.part*"))
+
+
+@pytest.mark.parametrize("name, damage, finding", [
+    (DATA, lambda data: data + bytes(8), "but the index places the tensors in the first"),
+    ("model.ckpt.index", lambda data: flipped(data, 5), "CRC32C mismatch in the block"),
+    ("model.ckpt.index", lambda data: data[:-1], "no SSTable footer"),
+    ("hparams.json", lambda data: data.replace(b'"n_layer": 2', b'"n_layer": 3'),
+     "disagrees with hparams.json: missing ['model/h2/"),
+    ("hparams.json", lambda data: b"<html>Not found</html>", "not JSON"),
+    ("hparams.json", lambda data: data.replace(b'"n_head"', b'"heads"'), "n_head must be positive whole numbers"),
+    ("model.ckpt.meta", lambda data: data[:len(data) // 2], "ends in the middle of a field"),
+    ("model.ckpt.meta", lambda data: b"<!DOCTYPE html><html></html>", "not a TensorFlow MetaGraphDef"),
+    ("checkpoint", lambda data: data.replace(b"model.ckpt", b"other.ckpt"), "SHA-256"),
+], ids=["data-with-trailing-bytes", "index-block-crc", "index-cut-short", "hparams-other-model",
+        "hparams-html", "hparams-missing-key", "meta-cut-short", "meta-html", "checkpoint-changed"])
+def test_a_file_failing_its_content_check_is_never_recorded(tmp_path, served, servers, name, damage, finding):
+    for server in servers:
+        server.replace_body[name] = damage(served_bytes(served, name))
+    with pytest.raises(gpt_download.DownloadError) as error:
+        download(tmp_path, servers)
+    message = str(error.value)
+    failed = message.split("Could not download ", 1)[1].split(" ", 1)[0]
+    assert finding in message
+    assert_not_recorded(tmp_path / SIZE, failed)
+    assert_not_recorded(tmp_path / SIZE, DATA)
+
+
+def test_hparams_json_must_hold_the_numbers_openai_published_for_its_size(tmp_path, servers, monkeypatch):
+    monkeypatch.setitem(gpt_download.KNOWN_HPARAMS, SIZE,
+                        {"n_vocab": 50257, "n_ctx": 1024, "n_embd": 1280, "n_head": 20, "n_layer": 36})
+    with pytest.raises(gpt_download.DownloadError, match="but OpenAI published"):
+        download(tmp_path, servers)
+    assert_not_recorded(tmp_path / SIZE, "hparams.json")
+
+
+def test_a_wrong_file_found_on_disk_is_moved_aside_and_kept_until_a_good_copy_arrives(tmp_path, served, servers):
+    root, _ = served
+    model_dir = shutil.copytree(root / SIZE, tmp_path / SIZE)  # placed by hand: no manifest
+    wrong = flipped(served_bytes(served, DATA), 40)
+    (model_dir / DATA).write_bytes(wrong)
+    rejected = model_dir / (DATA + ".rejected")
+    url = closed_port_url()
+    with pytest.raises(gpt_download.DownloadError) as error:
+        gpt_download.ensure_gpt2_files(SIZE, tmp_path, base_url=url, mirror_url=url, backoff=0.0, progress=False)
+    assert f"kept as {rejected}" in str(error.value)
+    assert rejected.read_bytes() == wrong  # the old bytes are still there
+    assert_not_recorded(model_dir, DATA)
+    # The six right files were verified offline, by content, and recorded.
+    assert sorted(gpt_download.read_manifest(model_dir)) == sorted(set(gpt_download.FILES) - {DATA})
+
+    primary, _ = servers
+    download(tmp_path, servers)  # a server answers now
+    assert_same_files(root, model_dir)  # .rejected is gone too
+    assert {(request.method, request.file) for request in primary.requests} == {("GET", DATA)}
+
+
+def test_a_file_changed_after_it_was_recorded_is_moved_aside_and_fetched_again(tmp_path, served, servers):
+    primary, _ = servers
+    download(tmp_path, servers)
+    data_file = tmp_path / SIZE / DATA
+    data_file.write_bytes(data_file.read_bytes()[:100])
+    primary.requests.clear()
+    download(tmp_path, servers)
+    assert_same_files(served[0], tmp_path / SIZE)
+    assert {request.file for request in primary.requests} == {DATA}  # only the damaged file
+
+
+# ---- 2. a resumed download continues only the same bytes -----------------------------------------
+
+def test_connection_cut_mid_file_resumes_with_range_and_if_range(tmp_path, served, servers):
+    primary, _ = servers
+    size = len(served_bytes(served, DATA))
+    primary.faults[DATA] = [("cut", size // 3)]
+    download(tmp_path, servers)
+    assert primary.gets(DATA) == [(None, 200), (f"bytes={size // 3}-", 206)]
+    first, resumed = [request for request in primary.requests if request.file == DATA]
+    assert resumed.if_range is not None and resumed.if_range.startswith('"')  # the ETag of the first answer
+    assert_same_files(served[0], tmp_path / SIZE)
+
+
+def test_a_file_that_changed_on_the_server_between_attempts_is_fetched_whole(tmp_path, served, servers):
+    """The first attempt gets a third of an older revision; by the retry the server has a new one, so
+    If-Range does not match and the server sends the whole new file: the two are never joined."""
+    primary, mirror = servers
+    data = served_bytes(served, DATA)
+    primary.replace_body[DATA] = flipped(data, 10)  # differs inside the first third
+    primary.faults[DATA] = [("cut", len(data) // 3)]
+
+    def publish_the_new_revision(request):
+        if request.file == DATA:
+            primary.replace_body.pop(DATA, None)
+
+    primary.after_request = publish_the_new_revision
+    download(tmp_path, servers)
+    assert primary.gets(DATA) == [(None, 200), (f"bytes={len(data) // 3}-", 200)]
+    assert mirror.requests == []
+    assert_same_files(served[0], tmp_path / SIZE)
+
+
+def test_the_mirror_never_continues_a_partial_file_from_the_primary(tmp_path, served, servers):
+    primary, mirror = servers
+    size = len(served_bytes(served, DATA))
+    primary.faults[DATA] = [("cut", size // 3)]
+    download(tmp_path, servers, retries=1)
+    assert primary.gets(DATA) == [(None, 200)]
+    assert mirror.gets(DATA) == [(None, 200)]  # no Range: the primary's third was discarded
+    assert gpt_download.read_manifest(tmp_path / SIZE)[DATA]["source"].startswith(mirror.url)
+    assert_same_files(served[0], tmp_path / SIZE)
+
+
+def test_a_resumed_part_with_wrong_bytes_is_discarded_and_fetched_whole_once(tmp_path, served, servers):
+    primary, mirror = servers
+    data = served_bytes(served, DATA)
+    primary.faults[DATA] = [("cut", len(data) // 3)]
+    mirror.status_for_all = 503
+    with pytest.raises(gpt_download.DownloadError):
+        download(tmp_path, servers, retries=1)
+    part = tmp_path / SIZE / (DATA + ".part")
+    assert part.read_bytes() == data[:len(data) // 3]  # kept, to be continued
+    part.write_bytes(flipped(part.read_bytes(), 10))  # and then damaged on disk
+    mirror.status_for_all = None
+    primary.requests.clear()
+    mirror.requests.clear()
+    download(tmp_path, servers)
+    assert primary.gets(DATA) == [(f"bytes={len(data) // 3}-", 206), (None, 200)]
+    assert mirror.requests == []
+    assert_same_files(served[0], tmp_path / SIZE)
+
+
+# ---- 3. servers that lie -------------------------------------------------------------------------
+
+LIES = ["long", "no_length_cut", "bad_length", "chunked_cut", "stall", "trickle", "html", "html_as_file",
+        "redirect_loop", ("cut", 100)]
+
+
+@pytest.mark.parametrize("lie", LIES, ids=str)
+def test_a_lying_primary_never_yields_a_recorded_file_and_the_mirror_is_used(tmp_path, served, servers, lie):
+    primary, mirror = servers
+    primary.faults[DATA] = [lie] * 20
+    primary.stall_seconds = 2.0
+    started = time.perf_counter()
+    download(tmp_path, servers, retries=2, timeout=0.5)
+    assert time.perf_counter() - started < 8
+    assert primary.gets(DATA), "the primary was not asked"
+    assert gpt_download.read_manifest(tmp_path / SIZE)[DATA]["source"].startswith(mirror.url)
+    assert_same_files(served[0], tmp_path / SIZE)
+
+
+@pytest.mark.parametrize("lie", LIES, ids=str)
+def test_a_lying_primary_and_no_mirror_give_a_clear_error_and_no_file(tmp_path, served, servers, lie):
+    primary, mirror = servers
+    primary.faults[DATA] = [lie] * 20
+    primary.stall_seconds = 2.0
+    mirror.status_for_all = 503
+    with pytest.raises(gpt_download.DownloadError, match=f"Could not download {DATA}") as error:
+        download(tmp_path, servers, retries=2, timeout=0.5)
+    assert f"{primary.url}/{SIZE}/{DATA}: " in str(error.value)
+    assert_not_recorded(tmp_path / SIZE, DATA)
+
+
+def test_a_body_without_content_length_is_accepted_once_verified(tmp_path, served, servers):
+    primary, mirror = servers
+    primary.faults[DATA] = ["no_length"]
+    download(tmp_path, servers)
+    assert primary.gets(DATA) == [(None, 200)] and mirror.requests == []
+    assert_same_files(served[0], tmp_path / SIZE)
+
+
+# ---- 4. one download per folder at a time --------------------------------------------------------
+
+def test_two_processes_downloading_the_same_size_take_turns(tmp_path, served, servers):
+    primary, mirror = servers
+    primary.delay = 0.5  # each answer takes a while, so that the two runs overlap
+    script = textwrap.dedent(f"""
+        import sys
+        sys.path.insert(0, {str(REPO)!r})
+        import gpt_download
+        del gpt_download.KNOWN_HPARAMS[{SIZE!r}]  # as the autouse fixture does
+        gpt_download.ensure_gpt2_files({SIZE!r}, {str(tmp_path)!r}, base_url={primary.url!r},
+                                       mirror_url={mirror.url!r}, backoff=0.0, progress=False)
+    """)
+    first = subprocess.Popen([sys.executable, "-c", script], stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 30
+    while not primary.requests and time.monotonic() < deadline:  # the first is downloading
+        time.sleep(0.02)
+    second = subprocess.Popen([sys.executable, "-c", script], stderr=subprocess.PIPE, text=True)
+    first_err, second_err = first.communicate(timeout=60)[1], second.communicate(timeout=60)[1]
+    assert first.returncode == 0, first_err
+    assert second.returncode == 0, second_err
+    assert "Waiting for another process" in second_err
+    gets = sorted(request.file for request in primary.requests if request.method == "GET")
+    assert gets == sorted(gpt_download.FILES)  # each file once: the second process asked for nothing
+    assert_same_files(served[0], tmp_path / SIZE)
+
+
+# ---- 5. no writes through links ------------------------------------------------------------------
+
+@pytest.mark.skipif(os.name == "nt", reason="creating symbolic links needs privileges on Windows")
+def test_links_planted_in_the_folder_are_never_written_through(tmp_path, served, servers):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    models_dir = tmp_path / "models"
+    model_dir = models_dir / SIZE
+    model_dir.mkdir(parents=True)
+    for name in (DATA + ".part", DATA + ".part.json", "hparams.json.part", "manifest.json.partial",
+                 "vocab.bpe"):
+        (model_dir / name).symlink_to(victim)
+    (models_dir / f"{SIZE}.lock").symlink_to(victim)
+    download(models_dir, servers)
+    assert victim.read_text() == "precious"
+    assert_same_files(served[0], model_dir)
+    assert not [path for path in [*model_dir.iterdir(), *models_dir.iterdir()] if path.is_symlink()]
+
+
+# ---- 6. every error names the file, the folder and what to do ------------------------------------
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="finds the file behind a descriptor in /proc")
+def test_a_full_disk_stops_with_an_error_naming_the_file_the_folder_and_the_fix(tmp_path, served, servers,
+                                                                                monkeypatch):
+    real_write = os.write
+
+    def write(file_descriptor, data):  # the disk fills up while the weights are written
+        if os.readlink(f"/proc/self/fd/{file_descriptor}").endswith(DATA + ".part"):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_write(file_descriptor, data)
+
+    monkeypatch.setattr(os, "write", write)
+    with pytest.raises(gpt_download.DownloadError) as error:
+        download(tmp_path, servers)
+    message = str(error.value)
+    assert str(tmp_path / SIZE / (DATA + ".part")) in message
+    assert os.strerror(errno.ENOSPC) in message
+    assert f"free space on the disk that holds {tmp_path / SIZE}/" in message and "models_dir=" in message
+    assert_not_recorded(tmp_path / SIZE, DATA)
+    assert len(servers[0].gets(DATA)) == 1 and servers[1].requests == []  # no retry can help
+
+
+def test_a_folder_that_cannot_be_written_gives_an_error_naming_it_and_the_fix(tmp_path, servers, monkeypatch):
+    real_open = os.open
+
+    def open_read_only_folder(path, flags, *args, **kwargs):  # as a folder without write permission
+        if Path(path).parent == tmp_path and flags & (os.O_WRONLY | os.O_RDWR):
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
+        return real_open(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", open_read_only_folder)
+    with pytest.raises(gpt_download.DownloadError) as error:
+        download(tmp_path, servers)
+    message = str(error.value)
+    assert str(tmp_path / f"{SIZE}.lock") in message and os.strerror(errno.EACCES) in message
+    assert f"make {tmp_path}/ writable for this user, or pass models_dir=" in message
 
 
 # ---- the reader and the writer ------------------------------------------------------------------
@@ -257,6 +529,8 @@ def test_written_124M_checkpoint_has_openai_names_shapes_and_byte_count(tmp_path
     assert written["model/ln_f/g"] == (768,)
     assert written == shapes
     assert (model_dir / DATA).stat().st_size == 497_759_232
+    for name in ("checkpoint", "hparams.json"):  # the small files are OpenAI's, byte for byte
+        assert gpt_download.sha256_of(model_dir / name) == gpt_download.known_sha256("124M", name), name
 
 
 def test_reader_names_a_variable_whose_shape_disagrees_with_hparams(served):
@@ -273,25 +547,3 @@ def test_reader_names_variables_hparams_json_does_not_imply(served, tmp_path):
     folder = writer.write_gpt2_checkpoint(writer.random_gpt2_params(three_blocks, seed=3), three_blocks, tmp_path / "m")
     with pytest.raises(ValueError, match=r"12 variables hparams.json does not imply, e\.g\. \['model/h2/attn/c_attn/b'"):
         gpt_download.load_gpt2_params_from_tf_ckpt(folder / "model.ckpt", TINY)
-
-
-def test_retries_must_be_at_least_one(tmp_path, servers):
-    with pytest.raises(ValueError, match="retries must be at least 1"):
-        download(tmp_path, servers, retries=0)
-    assert not (tmp_path / SIZE).exists() or not any((tmp_path / SIZE).iterdir())
-
-
-@pytest.mark.parametrize("manifest", [
-    {"files": ["checkpoint"]},
-    {"files": {"checkpoint": "not a record"}},
-    {"files": {"checkpoint": {"size": "12", "sha256": None}}},
-    ["not", "a", "manifest"],
-])
-def test_a_manifest_with_wrong_types_is_treated_as_absent(tmp_path, served, servers, manifest):
-    root, _ = served
-    download(tmp_path, servers)
-    (tmp_path / SIZE / gpt_download.MANIFEST).write_text(json.dumps(manifest))
-    hparams, _ = download(tmp_path, servers)  # every file is checked again, as if found without a record
-    assert hparams == TINY
-    assert sorted(gpt_download.read_manifest(tmp_path / SIZE)) == sorted(gpt_download.FILES)
-    assert_same_files(root, tmp_path / SIZE)
