@@ -21,18 +21,29 @@ the right file.
   (every 124M file, and the tokenizer and `checkpoint` files of every size), otherwise by content:
   hparams.json must hold the size's published numbers, the index must list exactly the variables
   hparams.json implies, every tensor in the data file must pass the index's CRC32C, and the graph
-  file must parse. A file found on disk that fails is renamed aside to `<name>.rejected` (kept until
-  a good copy is in place, so nothing is lost if no server answers).
+  file must consist of a TensorFlow MetaGraphDef's fields, the graph among them (its framing is
+  checked, not the graph). When hparams.json or the index is replaced, the files checked against it
+  are checked again. A file found on disk that fails is renamed aside to `<name>.rejected` (kept
+  until a good copy is in place, so nothing is lost if no server answers).
 - Downloads go to `<name>.part`. An interrupted one resumes with a Range request carrying If-Range,
   and only from the server that started it, so bytes of two revisions are never joined. A `.part`
-  that fails verification is discarded and the file fetched whole once more.
-- Connection errors, 5xx answers, stalls, bodies cut short and lengths that lie are retried with
-  backoff; 4xx answers, HTML pages and redirect loops go straight to the mirror.
+  that fails verification is discarded and the file fetched whole once more; a complete `.part` left
+  by a stopped run is verified before any request.
+- Connection errors (TLS included), 5xx answers, stalls, bodies cut short of their Content-Length
+  and non-numeric Content-Lengths are retried with backoff; 4xx answers (but a 416 to a resume,
+  which restarts the file), web pages (by their Content-Type) and redirect loops go straight to the
+  mirror. A body that is wrong in any other way (longer than its Content-Length says, no length and
+  cut short, a web page labelled as a file) fails verification: fetched whole once more, then the
+  mirror.
 - One download per folder at a time: a lock file `<size>.lock` beside the folder makes a second
-  process wait, after which it finds the files verified and makes no request.
+  process wait; once the first has finished, the second finds the files verified and makes no
+  request (or, if the first failed, tries itself). A complete folder that cannot be written (shared
+  or read-only) is verified and used without the lock.
 - Nothing is written through a symbolic link planted at a `.part`, temporary or final name.
 - `manifest.json` records each verified file's size and SHA-256, so a later call checks the files
-  on disk and makes no network request at all: after one download, everything works offline.
+  on disk and makes no network request at all: after one download, everything works offline. A
+  record of a downloaded 124M file must also carry the published SHA-256; files recorded by
+  write_gpt2_checkpoint (such as the smoke profile's stand-ins) are the user's own and exempt.
 - Every failure raises an error that names the file, the folder and what to do.
 - Reading a checkpoint needs no TensorFlow and checks every tensor's CRC32C (the section "Reading
   OpenAI's TensorFlow checkpoints" says why TensorFlow must never be imported where the model runs).
@@ -51,7 +62,7 @@ import errno
 import hashlib
 import json
 import os
-import socket
+import stat
 import sys
 import time
 import urllib.error
@@ -109,7 +120,9 @@ CHUNK_BYTES = 1 << 20
 # A download that brings fewer bytes than this per second, over any stretch of `timeout` seconds,
 # is treated as stalled (a socket timeout alone never fires on a server that trickles).
 MIN_BYTES_PER_SECOND = 1024
-_RETRYABLE = (urllib.error.URLError, HTTPException, ConnectionError, TimeoutError, socket.timeout)
+# Worth another try: any error of the connection (OSError covers refused, reset, timed out, and TLS
+# errors such as a cut HTTPS stream); errors of the disk are DownloadErrors by then (see _storage).
+_RETRYABLE = (HTTPException, OSError)
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)  # not on Windows, where creating symlinks needs privileges
 _BINARY = getattr(os, "O_BINARY", 0)
 
@@ -155,37 +168,89 @@ def ensure_gpt2_files(model_size, models_dir, *, base_url=None, mirror_url=None,
     """
     if model_size not in MODEL_SIZES:
         raise ValueError(f"model_size must be one of {', '.join(MODEL_SIZES)}; got {model_size!r}")
-    if type(retries) is not int or retries < 1:
-        raise ValueError(f"retries must be a whole number of at least 1 (the attempts per server), got {retries!r}")
     model_dir = Path(models_dir) / model_size
-    with _storage("create the folder", model_dir):
-        model_dir.mkdir(parents=True, exist_ok=True)
+    if type(retries) is not int or retries < 1:
+        raise ValueError(f"retries must be a whole number of at least 1 (the attempts per server), got {retries!r} "
+                         f"for GPT-2 {model_size} in {model_dir}/; leave it out for the default, 3")
     bases = [base_url or os.environ.get("GPT2_BASE_URL") or BASE_URL,
              mirror_url or os.environ.get("GPT2_MIRROR_URL") or MIRROR_URL]
-    with _folder_lock(model_dir):
+    for base in bases:
+        if not base.startswith(("http://", "https://")):
+            raise ValueError(f"GPT-2's servers must be http:// or https:// URLs; got {base!r} "
+                             "(from base_url=, mirror_url=, GPT2_BASE_URL or GPT2_MIRROR_URL)")
+    with _storage("read", model_dir):
         manifest = read_manifest(model_dir)
+        if all(_recorded_problem(model_dir, model_size, name, manifest) is None for name in VERIFY_ORDER):
+            return model_dir  # the usual case: nothing to write, so no lock (the folder may be read-only)
+    with _storage("create the folder", model_dir):
+        model_dir.mkdir(parents=True, exist_ok=True)
+    with contextlib.ExitStack() as stack:
+        try:
+            stack.enter_context(_folder_lock(model_dir))
+        except DownloadError as error:
+            if _cannot_write(error) and _complete_by_content(model_dir, model_size):
+                return model_dir  # a complete folder we may not write to (shared, mounted read-only): verified
+            raise
+        manifest = read_manifest(model_dir)
+        recheck = False  # once hparams.json or the index is replaced, what was checked against it is checked again
         for name in VERIFY_ORDER:
             urls = [f"{base.rstrip('/')}/{model_size}/{name}" for base in bases]  # URLs, not os.path.join
-            _ensure_file(model_dir, model_size, name, manifest, urls, retries, backoff, timeout, progress)
+            replaced = _ensure_file(model_dir, model_size, name, manifest, urls, recheck, retries, backoff,
+                                    timeout, progress)
+            recheck = recheck or (replaced and name in ("hparams.json", "model.ckpt.index"))
     return model_dir
 
 
-def _ensure_file(model_dir, model_size, name, manifest, urls, retries, backoff, timeout, progress):
-    """Make sure model_dir/name is verified and recorded in `manifest` (updated on disk too)."""
+WRITER_SOURCE = "write_gpt2_checkpoint"  # the manifest's "source" for files 03's checkpoint writer wrote
+
+
+def _recorded_problem(model_dir, model_size, name, manifest):
+    """None if the manifest records `name` and the file on disk is what it recorded; else what is wrong.
+    A record of a downloaded file whose SHA-256 is not the published one is not trusted either (files
+    that write_gpt2_checkpoint wrote, such as the smoke profile's stand-ins, are the user's own)."""
+    path, entry = model_dir / name, manifest.get(name)
+    if entry is None:
+        return "it is not in the manifest"
+    published = known_sha256(model_size, name)
+    if published is not None and entry["sha256"] != published and entry.get("source") != WRITER_SOURCE:
+        return f"the manifest records SHA-256 {entry['sha256']}, not the published {published}"
+    if not path.is_file() or path.stat().st_size != entry["size"] or sha256_of(path) != entry["sha256"]:
+        return "it changed after it was verified (its size or SHA-256 differs from the manifest's)"
+    return None
+
+
+def _complete_by_content(model_dir, model_size):
+    """True if every file is in the folder and passes verify_file (nothing is written)."""
+    with _storage("read", model_dir):
+        return all((model_dir / name).is_file() and verify_file(model_dir, model_size, name, model_dir / name) is None
+                   for name in VERIFY_ORDER)
+
+
+def _cannot_write(error):
+    cause = error.__cause__
+    return isinstance(cause, OSError) and cause.errno in (errno.EACCES, errno.EPERM, errno.EROFS)
+
+
+def _ensure_file(model_dir, model_size, name, manifest, urls, recheck, retries, backoff, timeout, progress):
+    """Make sure model_dir/name is verified and recorded in `manifest` (updated on disk too). recheck: a
+    file this one is checked against has been replaced, so a recorded copy is checked by content again.
+    Returns True if the file was (re)placed."""
     path = model_dir / name
-    entry = manifest.get(name)
-    if entry and _is_verified(path, entry):
-        return
-    rejected = path.with_name(name + ".rejected")  # where a wrong file is kept until a good copy is in place
-    if os.path.lexists(path):
-        if entry:  # recorded before, and changed since: never trust it again
-            problem = "it changed after it was verified (its size or SHA-256 differs from the manifest's)"
-        else:  # placed by hand, or left by another tool: the same checks as a download
+    with _storage("read", path):
+        problem = _recorded_problem(model_dir, model_size, name, manifest)
+        if problem is None and recheck:
+            problem = verify_file(model_dir, model_size, name, path)
+        if problem is None:
+            return False
+        if name not in manifest and os.path.lexists(path):
+            # Placed by hand, or left by another tool: the same checks as a download.
             problem = verify_file(model_dir, model_size, name, path)
             if problem is None:
                 manifest[name] = {"size": path.stat().st_size, "sha256": sha256_of(path), "source": "found on disk"}
                 write_manifest(model_dir, manifest)
-                return
+                return True
+    rejected = path.with_name(name + ".rejected")  # where a wrong file is kept until a good copy is in place
+    if os.path.lexists(path):
         print(f"{path} is wrong: {problem}. Moved aside to {rejected.name}; downloading it again.",
               file=sys.stderr)
         with _storage("move aside", path):
@@ -198,6 +263,7 @@ def _ensure_file(model_dir, model_size, name, manifest, urls, retries, backoff, 
     write_manifest(model_dir, manifest)
     with _storage("remove", rejected):
         rejected.unlink(missing_ok=True)  # a verified copy is in place now (also of an earlier run)
+    return True
 
 
 def read_manifest(model_dir):
@@ -230,15 +296,6 @@ def sha256_of(path):
         for chunk in iter(lambda: file.read(CHUNK_BYTES), b""):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-def _is_verified(path, entry):
-    """True when the file on disk has the size and SHA-256 the manifest recorded."""
-    if not path.is_file():
-        return False
-    if path.stat().st_size != entry["size"]:
-        return False
-    return sha256_of(path) == entry["sha256"]
 
 
 # ---- What makes a file right ---------------------------------------------------------------------
@@ -377,19 +434,29 @@ def _download_from_any(model_dir, model_size, name, urls, rejected, retries, bac
 
 def _download_one(url, path, verify, retries, backoff, timeout, progress):
     """Fetch url into <path>.part (continuing a .part this URL started), verify it, and only then give
-    it its final name. Wrong bytes are discarded and the file fetched whole once more."""
+    it its final name. Wrong bytes are discarded and the file fetched whole once more. A .part that is
+    already complete (a run stopped while verifying it) is verified before any request."""
     part = path.with_name(path.name + ".part")
+    state = _read_part_state(part)
+    complete = state is not None and _appendable(part) and state.get("length") == part.stat().st_size
     for whole_again in (False, True):
-        _fetch_with_retries(url, part, retries, backoff, timeout, progress)
-        problem = verify(part)
-        _discard_part(part, keep_bytes=problem is None)
+        source = url
+        if complete and not whole_again:
+            source = state.get("url") or url
+        else:
+            _fetch_with_retries(url, part, retries, backoff, timeout, progress)
+        with _storage("read", part):
+            problem = verify(part)
+            if problem is None:
+                entry = {"size": part.stat().st_size, "sha256": sha256_of(part), "source": source}
         if problem is None:
-            entry = {"size": part.stat().st_size, "sha256": sha256_of(part), "source": url}
             with _storage("give its final name to", part):
                 os.replace(part, path)  # only now does the file have its final name
+            _discard_part(part)  # the record of where the .part came from
             return entry
+        _discard_part(part)
         if not whole_again:
-            print(f"{url} gave wrong bytes ({problem}); fetching the whole file once more", file=sys.stderr)
+            print(f"{source} gave wrong bytes ({problem}); fetching the whole file once more", file=sys.stderr)
     raise _SourceFailed(f"downloaded file rejected twice: {problem}")
 
 
@@ -419,7 +486,7 @@ def _fetch_into(url, part, timeout, progress):
     that revision, otherwise the whole file (200), which replaces the .part. Any other .part is
     replaced once this URL starts sending the whole file."""
     state = _read_part_state(part)
-    offset = part.stat().st_size if part.is_file() and not part.is_symlink() else 0
+    offset = part.stat().st_size if _appendable(part) else 0
     resume = bool(offset and state and state.get("url") == url and state.get("validator"))
     if not resume:
         offset = 0  # another server's .part stays until this one sends a file to replace it
@@ -429,6 +496,8 @@ def _fetch_into(url, part, timeout, progress):
     try:
         response = urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout)
     except urllib.error.HTTPError as error:
+        if error.code == 416 and resume and (error.headers.get("Content-Range") or "").endswith(f"/{offset}"):
+            return  # the .part already holds the whole file ("bytes */<its size>")
         if error.code == 416:  # our .part is not a prefix the server can continue: start over
             _discard_part(part)
             raise _ServerError("HTTP 416 for the resumed range; starting over") from error
@@ -496,6 +565,15 @@ def _parse_content_range(value):
 
 # ---- Writing files safely ------------------------------------------------------------------------
 
+def _appendable(part):
+    """True if part is a regular file of our own: not a link, and no other name shares its bytes."""
+    try:
+        info = os.lstat(part)
+    except FileNotFoundError:
+        return False
+    return stat.S_ISREG(info.st_mode) and info.st_nlink == 1
+
+
 def _part_state_path(part):
     return part.with_name(part.name + ".json")
 
@@ -530,8 +608,9 @@ def _open_for_writing(path, append):
     already at that name is removed first (a link itself, never its target), and the new file is
     created exclusively, so a link planted in between makes the open fail instead of being followed."""
     with _storage("open for writing", path):
-        if append and path.is_symlink():
-            raise DownloadError(f"{path} is a symbolic link; refusing to write through it. Delete it and run again.")
+        if append and not _appendable(path):
+            raise DownloadError(f"{path} is a link, or shares its bytes with another name; refusing to write "
+                                "through it. Delete it and run again.")
         if not append:
             path.unlink(missing_ok=True)
         flags = os.O_WRONLY | _NOFOLLOW | _BINARY | (os.O_APPEND if append else os.O_CREAT | os.O_EXCL)
@@ -579,7 +658,8 @@ def _storage(action, path):
                    "a disk with room. A finished part of a download is kept as <file>.part and continued "
                    "next time; delete it to free its space now.")
         elif error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-            fix = f"make {folder}/ writable for this user, or pass models_dir= a folder you can write to."
+            fix = (f"make {folder}/ and its files readable and writable for this user, or pass models_dir= a "
+                   "folder you can write to.")
         else:
             fix = f"check that {folder}/ is a folder on a working disk that you can write to, then run again."
         raise DownloadError(f"Could not {action} {path} ({error.strerror or error}). To fix: {fix}") from error
@@ -596,14 +676,28 @@ def _folder_lock(model_dir):
             lock_path.unlink()
         file_descriptor = os.open(lock_path, os.O_RDWR | os.O_CREAT | _NOFOLLOW, 0o644)
     try:
-        if not _try_lock(file_descriptor):
-            print(f"Waiting for another process that is downloading into {model_dir}/ "
-                  f"(it holds {lock_path})...", file=sys.stderr)
-            while not _try_lock(file_descriptor):
-                time.sleep(0.1)
-        yield
+        with _storage("lock", lock_path):
+            if not _try_lock(file_descriptor):
+                print(f"Waiting for another process that is downloading into {model_dir}/ "
+                      f"(it holds {lock_path})...", file=sys.stderr)
+                while not _try_lock(file_descriptor):
+                    time.sleep(0.1)
+        try:
+            yield
+        finally:
+            _unlock(file_descriptor)
     finally:
-        os.close(file_descriptor)  # closing releases the lock
+        os.close(file_descriptor)
+
+
+def _unlock(file_descriptor):
+    if os.name == "nt":
+        import msvcrt
+        os.lseek(file_descriptor, 0, os.SEEK_SET)
+        msvcrt.locking(file_descriptor, msvcrt.LK_UNLCK, 1)
+    else:
+        import fcntl
+        fcntl.flock(file_descriptor, fcntl.LOCK_UN)
 
 
 def _try_lock(file_descriptor):

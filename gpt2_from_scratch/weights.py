@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from gpt_download import (FILES, checkpoint_variables, download_and_load_gpt2, load_gpt2_params_from_tf_ckpt,
-                          openai_variable_shapes, params_location, sha256_of, write_manifest)
+                          openai_variable_shapes, params_location, sha256_of, write_manifest, WRITER_SOURCE)
 from gpt2_from_scratch.architecture import load_gpt2_tokenizer, create_dataloader  # 01, section 1
 from gpt2_from_scratch.architecture import MultiHeadAttention  # 01, section 3.6: attention step by step
 from gpt2_from_scratch.architecture import GPTConfig, GPTModel  # 01, sections 4.5 and 5: the model
@@ -280,7 +280,7 @@ def write_gpt2_checkpoint(params, hparams, model_dir, tokenizer_dir=None):
             if not np.array_equal(array, variables[name]):
                 raise RuntimeError(f"{name} read back differently from what was written")
         write_manifest(tmp_dir, {name: {"size": (tmp_dir / name).stat().st_size, "sha256": sha256_of(tmp_dir / name),
-                                        "source": "write_gpt2_checkpoint"} for name in FILES})
+                                        "source": WRITER_SOURCE} for name in FILES})
         if model_dir.exists():
             old = model_dir.with_name(tmp_dir.name + "-old")
             os.replace(model_dir, old)

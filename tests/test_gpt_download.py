@@ -8,13 +8,16 @@ because its files have no published hash, so they are checked by content; its pu
 """
 
 import errno
+import http.client
 import json
 import os
 import shutil
 import socket
+import ssl
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -200,7 +203,10 @@ def test_a_manifest_with_wrong_types_is_treated_as_absent(tmp_path, served, serv
     root, _ = served
     download(tmp_path, servers)
     (tmp_path / SIZE / gpt_download.MANIFEST).write_text(json.dumps(manifest))
+    for server in servers:
+        server.requests.clear()
     hparams, _ = download(tmp_path, servers)  # every file is checked again, as if found without a record
+    assert [server.requests for server in servers] == [[], []]  # ... by content, offline: all are right
     assert hparams == TINY
     assert sorted(gpt_download.read_manifest(tmp_path / SIZE)) == sorted(gpt_download.FILES)
     assert_same_files(root, tmp_path / SIZE)
@@ -208,17 +214,45 @@ def test_a_manifest_with_wrong_types_is_treated_as_absent(tmp_path, served, serv
 
 # ---- 1. nothing unverified under a final name or in the manifest ---------------------------------
 
-def test_every_124M_file_is_checked_against_its_published_sha256(tmp_path, servers):
-    """The tiny stand-in served as "124M": its checkpoint and tokenizer files are OpenAI's, so they
-    are kept; its hparams.json is not the published one, so it is refused from both servers."""
+@pytest.mark.parametrize("refused", ["hparams.json", "model.ckpt.meta", "model.ckpt.index", DATA])
+def test_every_124M_file_is_checked_against_its_published_sha256(tmp_path, served, servers, monkeypatch, refused):
+    """The tiny stand-in served as "124M". Its checkpoint and tokenizer files are OpenAI's, so they are
+    kept. To reach each weight file in turn, the files verified before it are given the stand-in's
+    hashes (and size) as if published; the one under test keeps OpenAI's and must be refused."""
+    order = gpt_download.VERIFY_ORDER
+    for name in order[order.index("hparams.json"):order.index(refused)]:
+        monkeypatch.setitem(gpt_download.KNOWN_SHA256, ("124M", name),
+                            gpt_download.sha256_of(served[0] / "124M" / name))
+        monkeypatch.delitem(gpt_download.KNOWN_SIZES, ("124M", name), raising=False)
+    if refused != DATA:
+        monkeypatch.delitem(gpt_download.KNOWN_SIZES, ("124M", DATA))
     with pytest.raises(gpt_download.DownloadError) as error:
         download(tmp_path, servers, size="124M")
     message = str(error.value)
-    assert "hparams.json" in message
-    assert f"expected {gpt_download.known_sha256('124M', 'hparams.json')}" in message
-    assert sorted(gpt_download.read_manifest(tmp_path / "124M")) == ["checkpoint", "encoder.json", "vocab.bpe"]
-    for name in ("hparams.json", DATA, "model.ckpt.index", "model.ckpt.meta"):
-        assert_not_recorded(tmp_path / "124M", name)
+    assert f"Could not download {refused} for GPT-2 124M" in message
+    published = "expected 497,759,232" if refused == DATA else f"expected {gpt_download.known_sha256('124M', refused)}"
+    assert published in message
+    assert sorted(gpt_download.read_manifest(tmp_path / "124M")) == sorted(order[:order.index(refused)])
+    assert_not_recorded(tmp_path / "124M", refused)
+
+
+def test_a_downloaded_124M_record_that_disagrees_with_the_published_hash_is_not_trusted(tmp_path, served):
+    """Files 03's writer recorded (the smoke profile's stand-ins) are the user's own and load offline;
+    the same files recorded as downloaded from a server are checked against OpenAI's hashes."""
+    model_dir = tmp_path / "124M"
+    writer.write_gpt2_checkpoint(served[1], TINY, model_dir)
+    url = closed_port_url()
+    hparams, _ = gpt_download.download_and_load_gpt2("124M", tmp_path, base_url=url, mirror_url=url,
+                                                     backoff=0.0, progress=False)
+    assert hparams == TINY
+    manifest = json.loads((model_dir / gpt_download.MANIFEST).read_text())
+    for entry in manifest["files"].values():
+        entry["source"] = f"{url}/124M/some-file"
+    (model_dir / gpt_download.MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(gpt_download.DownloadError, match="Could not download hparams.json"):
+        gpt_download.ensure_gpt2_files("124M", tmp_path, base_url=url, mirror_url=url, backoff=0.0, progress=False)
+    assert (model_dir / "hparams.json.rejected").is_file()
+    assert_not_recorded(model_dir, "hparams.json")
 
 
 def test_a_data_file_failing_its_crc_is_fetched_whole_again_then_refused(tmp_path, served, servers):
@@ -299,6 +333,36 @@ def test_a_file_changed_after_it_was_recorded_is_moved_aside_and_fetched_again(t
     assert {request.file for request in primary.requests} == {DATA}  # only the damaged file
 
 
+@pytest.fixture(scope="module")
+def next_revision(tmp_path_factory):
+    """The same tiny model's files from other weights: another revision of the release."""
+    root = tmp_path_factory.mktemp("next_revision")
+    writer.write_gpt2_checkpoint(writer.random_gpt2_params(TINY, seed=2), TINY, root / SIZE)
+    (root / SIZE / gpt_download.MANIFEST).unlink()
+    return root
+
+
+def test_when_the_index_is_replaced_the_data_file_is_checked_against_the_new_one(tmp_path, served, next_revision):
+    """The local index is damaged; the server now has the next revision. Its new index passes its own
+    checks, and the recorded data file (of the old revision) must then be checked against it, found
+    wrong and fetched again, rather than left beside an index it does not match."""
+    download_dir = tmp_path / "models"
+    old = FakeGPT2Server(served[0], "gpt-2/models").start()
+    new = FakeGPT2Server(next_revision, "gpt-2/models").start()
+    try:
+        download(download_dir, (old, old))
+        index = download_dir / SIZE / "model.ckpt.index"
+        index.write_bytes(flipped(index.read_bytes(), 5))
+        hparams, params = download(download_dir, (new, new))
+        assert {request.file for request in new.requests} == {"model.ckpt.index", DATA}
+    finally:
+        old.stop()
+        new.stop()
+    assert_same_files(next_revision, download_dir / SIZE)
+    expected = flat(writer.random_gpt2_params(TINY, seed=2))
+    assert all(np.array_equal(flat(params)[name], array) for name, array in expected.items())
+
+
 # ---- 2. a resumed download continues only the same bytes -----------------------------------------
 
 def test_connection_cut_mid_file_resumes_with_range_and_if_range(tmp_path, served, servers):
@@ -342,22 +406,79 @@ def test_the_mirror_never_continues_a_partial_file_from_the_primary(tmp_path, se
     assert_same_files(served[0], tmp_path / SIZE)
 
 
-def test_a_resumed_part_with_wrong_bytes_is_discarded_and_fetched_whole_once(tmp_path, served, servers):
+def leave_a_third_of_the_data_file(tmp_path, served, servers):
+    """A run that gets a third of the data file from the primary, then fails (the mirror answers 503):
+    the .part stays, to be continued. Returns the .part's path; the mirror answers again afterwards."""
     primary, mirror = servers
     data = served_bytes(served, DATA)
     primary.faults[DATA] = [("cut", len(data) // 3)]
     mirror.status_for_all = 503
     with pytest.raises(gpt_download.DownloadError):
         download(tmp_path, servers, retries=1)
-    part = tmp_path / SIZE / (DATA + ".part")
-    assert part.read_bytes() == data[:len(data) // 3]  # kept, to be continued
-    part.write_bytes(flipped(part.read_bytes(), 10))  # and then damaged on disk
     mirror.status_for_all = None
+    part = tmp_path / SIZE / (DATA + ".part")
+    assert part.read_bytes() == data[:len(data) // 3]
+    return part
+
+
+def test_a_resumed_part_with_wrong_bytes_is_discarded_and_fetched_whole_once(tmp_path, served, servers):
+    primary, mirror = servers
+    data = served_bytes(served, DATA)
+    part = leave_a_third_of_the_data_file(tmp_path, served, servers)
+    part.write_bytes(flipped(part.read_bytes(), 10))  # and then damaged on disk
     primary.requests.clear()
     mirror.requests.clear()
     download(tmp_path, servers)
     assert primary.gets(DATA) == [(f"bytes={len(data) // 3}-", 206), (None, 200)]
     assert mirror.requests == []
+    assert_same_files(served[0], tmp_path / SIZE)
+
+
+def test_a_complete_part_left_by_a_stopped_run_is_verified_without_a_request(tmp_path, served, servers,
+                                                                            monkeypatch):
+    primary, mirror = servers
+    real_verify = gpt_download.verify_file
+
+    def stopped_while_verifying(model_dir, model_size, name, path):
+        if path.name.endswith(".part") and name == DATA:
+            raise KeyboardInterrupt  # the reader pressed stop during the CRC32C pass
+        return real_verify(model_dir, model_size, name, path)
+
+    monkeypatch.setattr(gpt_download, "verify_file", stopped_while_verifying)
+    with pytest.raises(KeyboardInterrupt):
+        download(tmp_path, servers)
+    monkeypatch.setattr(gpt_download, "verify_file", real_verify)
+    primary.requests.clear()
+    download(tmp_path, servers)
+    assert primary.requests == [] and mirror.requests == []  # the whole .part was there: no request
+    assert_same_files(served[0], tmp_path / SIZE)
+
+
+def test_a_tls_connection_cut_mid_body_is_retried(tmp_path, served, servers, monkeypatch):
+    """A cut HTTPS stream raises ssl.SSLEOFError (an OSError, not an HTTPException) from the read."""
+    real_read1, cuts = http.client.HTTPResponse.read1, []
+
+    def read1(response, amount=-1):
+        if not cuts:
+            cuts.append(response)
+            raise ssl.SSLEOFError(8, "EOF occurred in violation of protocol")
+        return real_read1(response, amount)
+
+    monkeypatch.setattr(http.client.HTTPResponse, "read1", read1)
+    download(tmp_path, servers)
+    assert len(servers[0].gets("checkpoint")) == 2  # the first file: cut once, then fetched again
+    assert_same_files(served[0], tmp_path / SIZE)
+
+
+def test_a_part_that_shares_its_bytes_with_another_name_is_never_appended_to(tmp_path, served, servers):
+    data = served_bytes(served, DATA)
+    part = leave_a_third_of_the_data_file(tmp_path, served, servers)
+    victim = tmp_path / "elsewhere.bin"
+    shutil.copyfile(part, victim)
+    part.unlink()
+    os.link(victim, part)  # a hard link planted where the .part was, with the right bytes so far
+    download(tmp_path, servers)
+    assert victim.read_bytes() == data[:len(data) // 3]
     assert_same_files(served[0], tmp_path / SIZE)
 
 
@@ -374,7 +495,7 @@ def test_a_lying_primary_never_yields_a_recorded_file_and_the_mirror_is_used(tmp
     primary.stall_seconds = 2.0
     started = time.perf_counter()
     download(tmp_path, servers, retries=2, timeout=0.5)
-    assert time.perf_counter() - started < 8
+    assert time.perf_counter() - started < 15
     assert primary.gets(DATA), "the primary was not asked"
     assert gpt_download.read_manifest(tmp_path / SIZE)[DATA]["source"].startswith(mirror.url)
     assert_same_files(served[0], tmp_path / SIZE)
@@ -404,7 +525,12 @@ def test_a_body_without_content_length_is_accepted_once_verified(tmp_path, serve
 
 def test_two_processes_downloading_the_same_size_take_turns(tmp_path, served, servers):
     primary, mirror = servers
-    primary.delay = 0.5  # each answer takes a while, so that the two runs overlap
+    second_is_waiting = threading.Event()
+
+    def hold_the_first_download(request):  # the first process's first request waits for the second
+        second_is_waiting.wait(timeout=60)
+
+    primary.after_request = hold_the_first_download
     script = textwrap.dedent(f"""
         import sys
         sys.path.insert(0, {str(REPO)!r})
@@ -414,14 +540,17 @@ def test_two_processes_downloading_the_same_size_take_turns(tmp_path, served, se
                                        mirror_url={mirror.url!r}, backoff=0.0, progress=False)
     """)
     first = subprocess.Popen([sys.executable, "-c", script], stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 30
-    while not primary.requests and time.monotonic() < deadline:  # the first is downloading
+    deadline = time.monotonic() + 60
+    while not primary.requests and time.monotonic() < deadline:  # the first holds the lock
         time.sleep(0.02)
     second = subprocess.Popen([sys.executable, "-c", script], stderr=subprocess.PIPE, text=True)
+    waiting_line = second.stderr.readline()  # blocks until the second says it waits
+    second_is_waiting.set()
+    primary.after_request = None
     first_err, second_err = first.communicate(timeout=60)[1], second.communicate(timeout=60)[1]
     assert first.returncode == 0, first_err
-    assert second.returncode == 0, second_err
-    assert "Waiting for another process" in second_err
+    assert second.returncode == 0, waiting_line + second_err
+    assert waiting_line.startswith("Waiting for another process that is downloading into")
     gets = sorted(request.file for request in primary.requests if request.method == "GET")
     assert gets == sorted(gpt_download.FILES)  # each file once: the second process asked for nothing
     assert_same_files(served[0], tmp_path / SIZE)
@@ -482,7 +611,48 @@ def test_a_folder_that_cannot_be_written_gives_an_error_naming_it_and_the_fix(tm
         download(tmp_path, servers)
     message = str(error.value)
     assert str(tmp_path / f"{SIZE}.lock") in message and os.strerror(errno.EACCES) in message
-    assert f"make {tmp_path}/ writable for this user, or pass models_dir=" in message
+    assert f"make {tmp_path}/ and its files readable and writable for this user, or pass models_dir=" in message
+
+
+def deny_writes_under(folder, monkeypatch, only=lambda path: True):
+    """Make os.open refuse to open files under `folder` for writing, as a folder without write
+    permission does (the tests run as root, for whom chmod would not)."""
+    real_open = os.open
+
+    def guarded_open(path, flags, *args, **kwargs):
+        if Path(path).is_relative_to(folder) and flags & (os.O_WRONLY | os.O_RDWR) and only(Path(path)):
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
+        return real_open(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", guarded_open)
+
+
+def test_a_part_file_that_cannot_be_written_gives_an_error_naming_it(tmp_path, servers, monkeypatch):
+    deny_writes_under(tmp_path, monkeypatch, only=lambda path: path.name.endswith(".part"))
+    with pytest.raises(gpt_download.DownloadError) as error:
+        download(tmp_path, servers)
+    message = str(error.value)
+    assert f"Could not open for writing {tmp_path / SIZE / 'checkpoint.part'} ({os.strerror(errno.EACCES)})" in message
+    assert f"make {tmp_path / SIZE}/ and its files readable and writable" in message
+
+
+def test_a_complete_folder_that_cannot_be_written_is_used_as_it_is(tmp_path, served, servers, monkeypatch):
+    download(tmp_path / "recorded", servers)  # with a manifest
+    shutil.copytree(served[0] / SIZE, tmp_path / "by_hand" / SIZE)  # without one
+    deny_writes_under(tmp_path, monkeypatch)
+    for server in servers:
+        server.stop()
+    for models_dir in (tmp_path / "recorded", tmp_path / "by_hand"):
+        hparams, params = download(models_dir, servers)
+        assert hparams == TINY
+    assert not (tmp_path / "by_hand" / SIZE / gpt_download.MANIFEST).exists()  # verified, nothing written
+
+
+@pytest.mark.parametrize("url", ["openaipublic.blob.core.windows.net/gpt-2/models", "ftp://example.com/gpt2"])
+def test_a_server_address_that_is_not_an_http_url_is_refused(tmp_path, url):
+    with pytest.raises(ValueError, match="must be http:// or https:// URLs"):
+        gpt_download.ensure_gpt2_files(SIZE, tmp_path, base_url=url)
+    assert not (tmp_path / SIZE).exists()
 
 
 # ---- the reader and the writer ------------------------------------------------------------------
