@@ -18,7 +18,8 @@ import numpy as np
 import torch
 
 from gpt_download import (FILES, checkpoint_variables, download_and_load_gpt2, load_gpt2_params_from_tf_ckpt,
-                          openai_variable_shapes, params_location, sha256_of, write_manifest, WRITER_SOURCE)
+                          openai_variable_shapes, params_location, sha256_of, write_manifest, HPARAMS_KEYS,
+                          WRITER_SOURCE)
 from gpt2_from_scratch.architecture import load_gpt2_tokenizer, create_dataloader  # 01, section 1
 from gpt2_from_scratch.architecture import MultiHeadAttention  # 01, section 3.6: attention step by step
 from gpt2_from_scratch.architecture import GPTConfig, GPTModel  # 01, sections 4.5 and 5: the model
@@ -271,7 +272,7 @@ def write_gpt2_checkpoint(params, hparams, model_dir, tokenizer_dir=None):
         # The `checkpoint` file exactly as OpenAI's (relative paths).
         (tmp_dir / "checkpoint").write_text('model_checkpoint_path: "model.ckpt"\n'
                                             'all_model_checkpoint_paths: "model.ckpt"\n')
-        hparams_json = {key: hparams[key] for key in ("n_vocab", "n_ctx", "n_embd", "n_head", "n_layer")}
+        hparams_json = {key: hparams[key] for key in HPARAMS_KEYS}  # in OpenAI's order
         (tmp_dir / "hparams.json").write_text(json.dumps(hparams_json, indent=2) + "\n")  # as OpenAI's, byte for byte
         for name in ("encoder.json", "vocab.bpe"):
             shutil.copyfile(tokenizer_dir / name, tmp_dir / name)
