@@ -310,7 +310,7 @@ class GPTConfig:
     emb_dim: int = 768           # width of every token vector
     n_heads: int = 12            # attention heads per block
     n_layers: int = 12           # transformer blocks
-    drop_rate: float = 0.1       # dropout on embeddings, attention weights and residual branches
+    drop_rate: float = 0.1       # dropout on embeddings, attention weights and residual branches (GPT's 0.1)
     qkv_bias: bool = True        # biases on the query/key/value projections, as in OpenAI's checkpoints
     tie_weights: bool = True     # output head shares the token-embedding matrix, as in GPT-2
 
@@ -432,15 +432,22 @@ def plot_attention_heads(weights, tokens, title, columns=4):
     """One heatmap per head: row = the token attending, column = the token attended to."""
     n_heads = weights.shape[0]
     rows = math.ceil(n_heads / columns)
-    figure, axes = plt.subplots(rows, columns, figsize=(3 * columns, 3 * rows), squeeze=False)
+    figure, axes = plt.subplots(rows, columns, figsize=(3 * columns + 1, 3 * rows), squeeze=False,
+                                layout="constrained")
     for axis in axes.flat[n_heads:]:
         axis.axis("off")
     for head, axis in zip(range(n_heads), axes.flat):
-        axis.imshow(weights[head], cmap="viridis", vmin=0, vmax=1)
+        image = axis.imshow(weights[head], cmap="viridis", vmin=0, vmax=1)
         axis.set_title(f"head {head}", fontsize=9)
-        # Token labels on the left column (rows) and under the lowest plot of each column.
-        axis.set_yticks(range(len(tokens)), tokens if head % columns == 0 else [], fontsize=7)
-        axis.set_xticks(range(len(tokens)), tokens if head + columns >= n_heads else [], fontsize=7, rotation=90)
+        # Token labels and axis names on the left column (queries) and under the lowest plot of each
+        # column (keys).
+        first_column, lowest_row = head % columns == 0, head + columns >= n_heads
+        axis.set_yticks(range(len(tokens)), tokens if first_column else [], fontsize=7)
+        axis.set_xticks(range(len(tokens)), tokens if lowest_row else [], fontsize=7, rotation=90)
+        if first_column:
+            axis.set_ylabel("query (attending)")
+        if lowest_row:
+            axis.set_xlabel("key (attended to)")
+    figure.colorbar(image, ax=axes, shrink=0.6, label="attention weight")
     figure.suptitle(title)
-    plt.tight_layout()
     plt.show()
