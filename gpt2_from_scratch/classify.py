@@ -189,12 +189,13 @@ def train_classifier(model, train_loader, val_loader, optimizer, device, num_epo
 # 04_finetune_classify.ipynb: 6. Fine-tuning
 def plot_classifier_history(history, path=None):
     figure, (loss_axis, accuracy_axis) = plt.subplots(1, 2, figsize=(10, 3.5))
-    loss_axis.plot(history["examples_seen"], history["train_loss"], label="training")
-    loss_axis.plot(history["examples_seen"], history["val_loss"], linestyle="--", label="validation")
+    # Training dashed, validation solid, as in every loss plot of the series (02's plot_losses).
+    loss_axis.plot(history["examples_seen"], history["train_loss"], linestyle="--", label="training")
+    loss_axis.plot(history["examples_seen"], history["val_loss"], linestyle="-", label="validation")
     loss_axis.set(xlabel="examples seen", ylabel="loss", title="Loss")
     epochs = range(1, len(history["train_accuracy"]) + 1)
-    accuracy_axis.plot(epochs, history["train_accuracy"], marker="o", label="training")
-    accuracy_axis.plot(epochs, history["val_accuracy"], marker="o", linestyle="--", label="validation")
+    accuracy_axis.plot(epochs, history["train_accuracy"], marker="o", linestyle="--", label="training")
+    accuracy_axis.plot(epochs, history["val_accuracy"], marker="o", linestyle="-", label="validation")
     accuracy_axis.set(xlabel="epoch", ylabel="accuracy", title="Accuracy", ylim=(0, 1.02))
     for axis in (loss_axis, accuracy_axis):
         axis.legend()
