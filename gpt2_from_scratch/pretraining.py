@@ -4,6 +4,7 @@
 
 # 02_pretraining.ipynb: Setup
 import math
+import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -150,11 +151,18 @@ def evaluate_model(model, train_loader, val_loader, device, eval_iter, precision
     return train_loss, val_loss
 
 
-def generate_and_print_sample(model, tokenizer, device, start_context, max_new_tokens=50):
+def generate_sample(model, tokenizer, device, start_context, max_new_tokens=50):
+    """What the model writes after start_context (greedy), on one line."""
     model.eval()
     token_ids = generate_greedy(model, text_to_token_ids(start_context, tokenizer).to(device), max_new_tokens)
-    tqdm.write(token_ids_to_text(token_ids, tokenizer).replace("\n", " "))
     model.train()
+    return token_ids_to_text(token_ids, tokenizer).replace("\n", " ")
+
+
+def print_samples(samples):
+    """The sample of each epoch, printed once training is done, so that the progress bar stays one line."""
+    for epoch, sample in samples:
+        print(f"epoch {epoch + 1:>2}: {sample}")
 
 
 def new_history():
@@ -170,10 +178,11 @@ def record(history, **values):
 # 02_pretraining.ipynb: 5. A simple training loop
 def train_model_simple(model, train_loader, val_loader, optimizer, device, num_epochs,
                        eval_freq, eval_iter, start_context, tokenizer, precision="fp32"):
-    """Train with a constant learning rate; evaluate every `eval_freq` steps; print a sample per epoch."""
-    history, tokens_seen, step = new_history(), 0, -1
+    """Train with a constant learning rate; evaluate every `eval_freq` steps; print a sample of each epoch."""
+    history, tokens_seen, step, samples = new_history(), 0, -1, []
     scaler = torch.amp.GradScaler(torch.device(device).type, enabled=precision == "fp16")  # fp16 only: see 'Cheaper steps'
-    progress = tqdm(total=num_epochs * len(train_loader), desc="training")
+    # On stdout, with the samples printed after it: stored, the bar and the samples are one stream.
+    progress = tqdm(total=num_epochs * len(train_loader), desc="training", file=sys.stdout)
     for epoch in range(num_epochs):
         model.train()
         for batch_index, (input_batch, target_batch) in enumerate(train_loader):
@@ -192,8 +201,9 @@ def train_model_simple(model, train_loader, val_loader, optimizer, device, num_e
                        tokens_seen=tokens_seen, train_loss=train_loss, val_loss=val_loss,
                        lr=optimizer.param_groups[0]["lr"])
                 progress.set_postfix(train=f"{train_loss:.3f}", val=f"{val_loss:.3f}")
-        generate_and_print_sample(model, tokenizer, device, start_context)
+        samples.append((epoch, generate_sample(model, tokenizer, device, start_context)))
     progress.close()
+    print_samples(samples)
     return history
 
 
@@ -251,7 +261,8 @@ def save_checkpoint(path, model, optimizer=None, step=None, **extra):
         "model": model.state_dict(),
         "optimizer": None if optimizer is None else optimizer.state_dict(),
         "step": step,
-        "rng_state": torch.get_rng_state(),
+        "rng_state": torch.get_rng_state(),  # the CPU's: batch order, and dropout on the CPU
+        "cuda_rng_state": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
         **extra,
     }
     with atomic_write_path(path) as partial:
@@ -272,18 +283,41 @@ def checksum_path(path):
     return Path(path).with_name(Path(path).name + ".sha256")
 
 
+def restore_rng_state(checkpoint):
+    """Put the random number generators back where save_checkpoint found them."""
+    torch.set_rng_state(checkpoint["rng_state"].cpu())
+    if checkpoint.get("cuda_rng_state") is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([state.cpu() for state in checkpoint["cuda_rng_state"]])
+
+
 # 02_pretraining.ipynb: 6. A better loop for the same budget
 def train_model_improved(model, train_loader, val_loader, optimizer, device, num_epochs, eval_freq, eval_iter,
                          start_context, tokenizer, peak_lr, warmup_fraction=0.2, clip_norm=1.0,
-                         best_checkpoint_path=None, precision="fp32"):
-    """train_model_simple plus warmup, cosine decay, gradient clipping and a best-validation checkpoint."""
-    history, tokens_seen, step = new_history(), 0, -1
+                         best_checkpoint_path=None, precision="fp32", checkpoint_path=None, resume_from=None,
+                         stop_after_epoch=None):
+    """train_model_simple plus warmup, cosine decay, gradient clipping and a best-validation checkpoint.
+
+    checkpoint_path: written at the end of every epoch with all that resuming needs (weights, optimizer,
+    step, history, random state). resume_from: such a checkpoint, as load_checkpoint returns it; training
+    continues with the next epoch, on the same schedule, and gives what an uninterrupted run would have.
+    stop_after_epoch: stop after this epoch (counting from 0), as if interrupted; the schedule still spans
+    num_epochs.
+    """
+    history, tokens_seen, step, samples = new_history(), 0, -1, []
+    best_val_loss, first_epoch = float("inf"), 0
     scaler = torch.amp.GradScaler(torch.device(device).type, enabled=precision == "fp16")
+    if resume_from is not None:
+        model.load_state_dict(resume_from["model"])
+        optimizer.load_state_dict(resume_from["optimizer"])
+        scaler.load_state_dict(resume_from["scaler"])
+        history, tokens_seen, step = resume_from["history"], resume_from["tokens_seen"], resume_from["step"]
+        best_val_loss, first_epoch = resume_from["best_val_loss"], resume_from["epoch"] + 1
+        restore_rng_state(resume_from)  # the next epoch's batch order and dropout masks, as if never stopped
     total_steps = num_epochs * len(train_loader)
     warmup_steps = int(warmup_fraction * total_steps)
-    best_val_loss = float("inf")
-    progress = tqdm(total=total_steps, desc="training")
-    for epoch in range(num_epochs):
+    last_epoch = num_epochs - 1 if stop_after_epoch is None else stop_after_epoch
+    progress = tqdm(total=total_steps, initial=step + 1, desc="training", file=sys.stdout)
+    for epoch in range(first_epoch, last_epoch + 1):
         model.train()
         for batch_index, (input_batch, target_batch) in enumerate(train_loader):
             step += 1
@@ -310,8 +344,12 @@ def train_model_improved(model, train_loader, val_loader, optimizer, device, num
                     # Weights only (no optimizer state): this file is for using the model, not for resuming.
                     save_checkpoint(best_checkpoint_path, model, step=step, val_loss=val_loss)
                 best_val_loss = min(best_val_loss, val_loss)
-        generate_and_print_sample(model, tokenizer, device, start_context)
+        samples.append((epoch, generate_sample(model, tokenizer, device, start_context)))
+        if checkpoint_path is not None:  # after the sample, so that the saved random state is the next epoch's
+            save_checkpoint(checkpoint_path, model, optimizer, step=step, epoch=epoch, tokens_seen=tokens_seen,
+                            history=history, best_val_loss=best_val_loss, scaler=scaler.state_dict())
     progress.close()
+    print_samples(samples)
     return history
 
 

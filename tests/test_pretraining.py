@@ -231,6 +231,33 @@ def test_a_failed_save_leaves_the_old_checkpoint(nb02, tmp_path, monkeypatch):
     assert nb02.load_checkpoint(path)["step"] == 1, "the old checkpoint still matches its recorded SHA-256"
 
 
+@pytest.mark.parametrize("stop_after_epoch", [0, 1])
+def test_the_improved_loop_resumes_mid_schedule_exactly(nb02, tmp_path, stop_after_epoch):
+    """Stopped after an epoch and resumed from its checkpoint, the warmup-and-cosine loop takes the same
+    learning rates and reaches the same losses and weights as an uninterrupted run (02, section 9)."""
+    text = "It was a dark and stormy night; the rain fell in torrents, except at occasional intervals. " * 3
+    tokenizer = CharTokenizer()
+
+    def run(**options):
+        torch.manual_seed(0)
+        loader = nb02.create_dataloader(text, tokenizer, batch_size=2, max_length=8, stride=8, shuffle=True)
+        model = tiny_model(nb02, seed=1, drop_rate=0.1)  # dropout on: the random state matters
+        optimizer = nb02.make_optimizer(model, lr=1e-3, weight_decay=0.1)
+        history = nb02.train_model_improved(model, loader, loader, optimizer, "cpu", 3, eval_freq=3, eval_iter=1,
+                                            start_context="It", tokenizer=tokenizer, peak_lr=1e-3, **options)
+        return history, model, optimizer
+
+    uninterrupted, model, optimizer = run()
+    stopped, _, _ = run(checkpoint_path=tmp_path / "resume.pt", stop_after_epoch=stop_after_epoch)
+    assert len(stopped["step"]) < len(uninterrupted["step"])  # it did stop early
+    resumed, resumed_model, resumed_optimizer = run(resume_from=nb02.load_checkpoint(tmp_path / "resume.pt"))
+    for key in ("step", "lr", "train_loss", "val_loss", "tokens_seen"):
+        assert resumed[key] == uninterrupted[key], key
+    assert resumed_optimizer.param_groups[0]["lr"] == optimizer.param_groups[0]["lr"]
+    for name, tensor in resumed_model.state_dict().items():
+        assert torch.equal(tensor, model.state_dict()[name]), name
+
+
 def test_loading_a_missing_checkpoint_says_so(nb02, tmp_path):
     with pytest.raises(FileNotFoundError, match="no checkpoint"):
         nb02.load_checkpoint(tmp_path / "nothing.pt")
