@@ -599,14 +599,7 @@ def test_a_full_disk_stops_with_an_error_naming_the_file_the_folder_and_the_fix(
 
 
 def test_a_folder_that_cannot_be_written_gives_an_error_naming_it_and_the_fix(tmp_path, servers, monkeypatch):
-    real_open = os.open
-
-    def open_read_only_folder(path, flags, *args, **kwargs):  # as a folder without write permission
-        if Path(path).parent == tmp_path and flags & (os.O_WRONLY | os.O_RDWR):
-            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
-        return real_open(path, flags, *args, **kwargs)
-
-    monkeypatch.setattr(os, "open", open_read_only_folder)
+    deny_writes_under(tmp_path, monkeypatch)
     with pytest.raises(gpt_download.DownloadError) as error:
         download(tmp_path, servers)
     message = str(error.value)
