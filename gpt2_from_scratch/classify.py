@@ -5,6 +5,7 @@
 # 04_finetune_classify.ipynb: Setup
 import csv
 import math
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -162,16 +163,19 @@ def calc_accuracy_loader(data_loader, model, device, num_batches=None):
 def train_classifier(model, train_loader, val_loader, optimizer, device, num_epochs, eval_freq, eval_iter):
     """Fine-tune; return the history of losses (every eval_freq steps) and accuracies (every epoch)."""
     history = {"examples_seen": [], "train_loss": [], "val_loss": [], "train_accuracy": [], "val_accuracy": []}
-    examples_seen, step = 0, 0
+    examples_seen, step, epoch_summaries = 0, 0, []
+    # One bar for the whole run, on stdout, with the epochs' summaries printed after it (as in 02's loops).
+    progress = tqdm(total=num_epochs * len(train_loader), desc="fine-tuning", file=sys.stdout)
     for epoch in range(num_epochs):
         model.train()
-        for input_batch, label_batch, length_batch in tqdm(train_loader, desc=f"epoch {epoch + 1}/{num_epochs}"):
+        for input_batch, label_batch, length_batch in train_loader:
             optimizer.zero_grad()
             loss = calc_loss_batch_cls(input_batch, label_batch, length_batch, model, device)
             loss.backward()
             optimizer.step()
             examples_seen += input_batch.shape[0]
             step += 1
+            progress.update()
             if step % eval_freq == 0:
                 model.eval()
                 history["examples_seen"].append(examples_seen)
@@ -181,8 +185,13 @@ def train_classifier(model, train_loader, val_loader, optimizer, device, num_epo
         model.eval()
         history["train_accuracy"].append(calc_accuracy_loader(train_loader, model, device, eval_iter))
         history["val_accuracy"].append(calc_accuracy_loader(val_loader, model, device, eval_iter))
-        print(f"epoch {epoch + 1}: train loss {history['train_loss'][-1]:.3f}, val loss {history['val_loss'][-1]:.3f}, "
-              f"train accuracy {history['train_accuracy'][-1]:.1%}, val accuracy {history['val_accuracy'][-1]:.1%}")
+        progress.set_postfix(val_accuracy=f"{history['val_accuracy'][-1]:.1%}")
+        losses = (f"train loss {history['train_loss'][-1]:.3f}, val loss {history['val_loss'][-1]:.3f}"
+                  if history["train_loss"] else f"no loss evaluated yet (every {eval_freq} steps)")
+        epoch_summaries.append(f"epoch {epoch + 1}: {losses}, train accuracy {history['train_accuracy'][-1]:.1%}, "
+                               f"val accuracy {history['val_accuracy'][-1]:.1%}")
+    progress.close()
+    print("\n".join(epoch_summaries))
     return history
 
 

@@ -1,0 +1,100 @@
+"""benchmarks/full_size_standin.py: how it reads a run (sections, progress bars) and what it estimates.
+
+Running it takes tens of minutes at full size, so the tests check its parts on small inputs: the cells it
+groups under each heading, the per-unit costs it reads from tqdm's own last line, the linear estimate, and
+that the notebooks' GPT2_DATA_FRACTION refuses a value outside (0, 1].
+"""
+
+import importlib.util
+import io
+import sys
+
+import nbformat
+import pytest
+from tqdm import tqdm
+
+from conftest import REPO_ROOT
+
+
+@pytest.fixture(scope="module")
+def standin():
+    spec = importlib.util.spec_from_file_location("full_size_standin", REPO_ROOT / "benchmarks" / "full_size_standin.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["full_size_standin"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_cells_are_grouped_under_the_heading_before_them(standin):
+    notebook = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_markdown_cell("# Title\n\nIntro"),
+        nbformat.v4.new_markdown_cell("## Setup"),
+        nbformat.v4.new_code_cell("a = 1"),
+        nbformat.v4.new_markdown_cell("Some prose, no heading"),
+        nbformat.v4.new_code_cell("b = 2"),
+        nbformat.v4.new_markdown_cell("## 1. Data\n\n### a subsection is not a section"),
+        nbformat.v4.new_code_cell("c = 3"),
+    ])
+    assert standin.sections_of(notebook) == [("Setup", [2, 4]), ("1. Data", [6])]
+
+
+def tqdm_text(total, desc, elapsed):
+    """What a finished tqdm bar leaves in a stream: carriage-return fragments, the last one complete."""
+    stream = io.StringIO()
+    progress = tqdm(total=total, desc=desc, file=stream, mininterval=0)
+    for _ in range(total):
+        progress.update()
+    progress.start_t -= elapsed  # as if the loop had taken `elapsed` seconds
+    progress.refresh()
+    progress.close()
+    return stream.getvalue()
+
+
+def test_progress_bars_give_units_and_seconds(standin):
+    text = tqdm_text(130, "fine-tuning", 195) + "epoch 1: ...\n" + tqdm_text(12, "generating", 3725)
+    cell = nbformat.v4.new_code_cell("", outputs=[nbformat.v4.new_output("stream", name="stdout", text=text)])
+    bars = {desc: (units, seconds) for desc, units, seconds in standin.bars_in(cell)}
+    assert bars["fine-tuning"][0] == 130 and abs(bars["fine-tuning"][1] - 195) <= 1
+    assert bars["generating"][0] == 12 and abs(bars["generating"][1] - 3725) <= 1  # 1:02:05
+    assert standin.seconds("1:02:05") == 3725 and standin.seconds("03:15") == 195
+
+
+def test_an_unfinished_bar_is_not_a_measurement(standin):
+    stream = io.StringIO()
+    progress = tqdm(total=10, desc="fine-tuning", file=stream, mininterval=0)
+    progress.update(4)
+    progress.close()
+    cell = nbformat.v4.new_code_cell("", outputs=[nbformat.v4.new_output("stream", name="stdout",
+                                                                          text=stream.getvalue())])
+    assert standin.bars_in(cell) == []
+
+
+def test_estimate_is_the_line_through_two_fractions_at_one(standin):
+    def run(fraction, load, train):
+        return {"fraction": fraction, "sections": [{"section": "load", "seconds": load},
+                                                   {"section": "train", "seconds": train}]}
+    # load does not depend on the data; training takes 10 + 300 * fraction seconds
+    rows = standin.estimate([run(0.4, 20.0, 130.0), run(0.2, 20.0, 70.0)])
+    assert [row["section"] for row in rows] == ["load", "train"]
+    assert rows[0]["estimated_seconds"] == pytest.approx(20.0)
+    assert rows[1]["fixed_seconds"] == pytest.approx(10.0)
+    assert rows[1]["estimated_seconds"] == pytest.approx(310.0)
+
+
+@pytest.mark.parametrize("notebook", ["04_finetune_classify.ipynb", "05_finetune_instruct.ipynb"])
+def test_data_fraction_outside_zero_to_one_is_refused(notebook, monkeypatch):
+    source = next(cell.source for cell in nbformat.read(REPO_ROOT / notebook, as_version=4).cells
+                  if "GPT2_DATA_FRACTION" in cell.source and cell.cell_type == "code")
+    for bad in ("0", "1.5", "-0.1"):
+        monkeypatch.setenv("GPT2_DATA_FRACTION", bad)
+        namespace = {"SMOKE": False, "train_rows": [], "val_rows": [], "test_rows": [], "train_data": [],
+                     "test_data": [], "val_data": []}
+        with pytest.raises(ValueError, match="GPT2_DATA_FRACTION must be in"):
+            exec("import math, os\n" + source, namespace)
+    monkeypatch.setenv("GPT2_DATA_FRACTION", "0.25")
+    rows = list(range(10))
+    namespace = {"SMOKE": False, **{name: rows for name in ("train_rows", "val_rows", "test_rows", "train_data",
+                                                             "test_data", "val_data")}}
+    exec("import math, os\nprint = lambda *args: None\n" + source, namespace)
+    kept = [namespace[name] for name in ("train_rows", "train_data") if name in source]
+    assert kept and all(part == [0, 1, 2] for part in kept)  # ceil(0.25 * 10) = 3, from the start
