@@ -3,6 +3,7 @@
     python benchmarks/full_size_standin.py 04 --fractions 0.2 0.4
     python benchmarks/full_size_standin.py 05 --size 355M --fractions 0.05 0.1
     python benchmarks/full_size_standin.py 05 --size 124M --fractions 1        # the whole run, no estimate
+    python benchmarks/full_size_standin.py 05 --size 355M --per-unit 10        # unit costs only (minutes)
 
 A random stand-in of the real size (GPT-2 124M for 04; 05's chosen size) is written in OpenAI's format with
 03's write_gpt2_checkpoint, so the notebook's own download-and-load path reads it. The notebook then runs
@@ -22,6 +23,13 @@ responses), and a + b estimates the whole run. With fraction 1 the run is the wh
 estimate. Random weights never write the end token, so each response runs to its 256-token limit: generation
 times are an upper bound for OpenAI's weights, which stop earlier. The quality figures of such runs mean
 nothing and are not reported.
+
+Small fractions distort the evaluations that run during training (they read at most eval_iter batches,
+and a small split has fewer), so the linear estimate is only trusted where every split stays larger than
+that (04 at 0.2 and 0.4). For 05, --per-unit N measures the costs the whole run is made of, on the
+notebook's own data, loaders and functions: the median of N training steps (forward, backward, AdamW, as
+02's train_model_simple takes them in float32) and of N evaluation batches (calc_loss_loader, one batch
+at a time), in the order the notebook's seeded training loader gives them.
 
 Results go to stdout and to outputs/benchmarks/full_size_<notebook>_<size>.json.
 """
@@ -170,6 +178,9 @@ def report(name, size, runs, rows):
                         for run in runs)
     lines.append(f"| **whole run** | {totals}" + (f" | {sum(r['estimated_seconds'] for r in rows):.0f}" if rows else "")
                  + " |")
+    if any(row["fixed_seconds"] < -1 or row["scaling_seconds"] < -1 for row in rows):
+        lines += ["", "Warning: some sections do not grow linearly between these fractions (a fitted part is "
+                      "negative), so the estimate is not to be trusted; see this script's docstring."]
     lines += ["", "Progress bars (units, seconds, seconds per unit):"]
     for run in runs:
         for section in run["sections"]:
@@ -179,12 +190,67 @@ def report(name, size, runs, rows):
     return "\n".join(lines)
 
 
-def main(argv=None):
+def per_unit_costs_05(size, models_dir, count):
+    """Median seconds of a training step and of an evaluation batch of 05 at full size (stand-in weights)."""
+    import statistics
+    from functools import partial
+    from itertools import islice
+
+    import torch
+    from torch.utils.data import DataLoader
+
+    from gpt_download import download_and_load_gpt2
+    from gpt2_from_scratch.architecture import load_gpt2_tokenizer
+    from gpt2_from_scratch.instruct import InstructionDataset, custom_collate_fn, split_instruction_data
+    from gpt2_from_scratch.pretraining import calc_loss_batch, calc_loss_loader, make_optimizer
+    from gpt2_from_scratch.weights import gpt_for_checkpoint, load_weights_into_gpt
+
+    os.chdir(REPO_ROOT)  # the notebook's relative paths (data/, the tokenizer cache)
+    tokenizer = load_gpt2_tokenizer()
+    data = json.loads(Path("data/instruction-data.json").read_text(encoding="utf-8"))
+    train_data, _, _ = split_instruction_data(data)
+    torch.manual_seed(123)  # as the notebook, before its loaders
+    train_loader = DataLoader(InstructionDataset(train_data, tokenizer), batch_size=8, shuffle=True, drop_last=True,
+                              collate_fn=partial(custom_collate_fn, allowed_max_length=1024))
+    hparams, params = download_and_load_gpt2(size, models_dir)
+    torch.manual_seed(123)
+    model = gpt_for_checkpoint(hparams)
+    load_weights_into_gpt(model, params)
+    batches = list(islice(iter(train_loader), count))
+    model.eval()
+    evaluation = []
+    for batch in batches:
+        start = time.perf_counter()
+        calc_loss_loader([batch], model, "cpu")
+        evaluation.append(time.perf_counter() - start)
+    model.train()
+    optimizer = make_optimizer(model, lr=5e-5, weight_decay=0.1)
+    steps = []
+    for inputs, targets in batches:
+        start = time.perf_counter()
+        optimizer.zero_grad()
+        calc_loss_batch(inputs, targets, model, "cpu").backward()
+        optimizer.step()
+        steps.append(time.perf_counter() - start)
+    tokens = [inputs.numel() for inputs, _ in batches]
+    result = {"size": size, "batches": count, "tokens_per_batch": tokens,
+              "training_step_seconds": steps, "evaluation_batch_seconds": evaluation,
+              "median_training_step": statistics.median(steps), "median_evaluation_batch": statistics.median(evaluation),
+              "training_batches_per_epoch": len(train_loader)}
+    print(f"05, {size}: {count} batches of {min(tokens)} to {max(tokens)} tokens; median training step "
+          f"{result['median_training_step']:.2f} s, median evaluation batch {result['median_evaluation_batch']:.2f} s "
+          f"({len(train_loader)} training batches an epoch)")
+    return result
+
+
+def time_notebook_at_full_size(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("notebook", choices=sorted(NOTEBOOKS))
     parser.add_argument("--size", help="the GPT-2 size (04: 124M, as the notebook uses; 05: its MODEL_SIZE)")
     parser.add_argument("--fractions", type=float, nargs="+", default=[0.1, 0.2],
                         help="GPT2_DATA_FRACTION of each run; two give an estimate of the whole run")
+    parser.add_argument("--per-unit", type=int, metavar="N",
+                        help="05 only: instead of running the notebook, time N training steps and N evaluation batches")
     parser.add_argument("--timeout", type=int, default=3 * 3600, help="seconds any one cell may take")
     args = parser.parse_args(argv)
     name, default_size = NOTEBOOKS[args.notebook]
@@ -195,6 +261,14 @@ def main(argv=None):
         parser.error("each fraction must be in (0, 1]")
     models_dir = OUTPUT_DIR / "full_size" / "stand-in"
     write_stand_in(size, models_dir)
+    if args.per_unit:
+        if args.notebook != "05":
+            parser.error("--per-unit is for 05")
+        result = per_unit_costs_05(size, models_dir, args.per_unit)
+        path = OUTPUT_DIR / f"full_size_05_{size}_per_unit.json"
+        path.write_text(json.dumps(result, indent=1))
+        print(f"wrote {path}")
+        return
     runs = []
     for fraction in args.fractions:
         print(f"{name}, {size}, fraction {fraction:g}:", flush=True)
@@ -209,4 +283,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    time_notebook_at_full_size()

@@ -7,6 +7,7 @@ import json
 import math
 import os
 import re
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -149,7 +150,7 @@ def generate_responses(model, entries, tokenizer, device, max_new_tokens=256, de
     """Greedy responses to each entry's prompt (one at a time: prompts differ in length)."""
     model.eval()
     responses = []
-    for entry in tqdm(entries, desc=desc):
+    for entry in tqdm(entries, desc=desc, file=sys.stdout):
         prompt = format_input(entry) + RESPONSE_MARKER
         prompt_ids = text_to_token_ids(prompt, tokenizer).to(device)
         output_ids = generate(model, prompt_ids, max_new_tokens, eos_id=tokenizer.eot_token)

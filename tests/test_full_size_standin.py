@@ -98,3 +98,16 @@ def test_data_fraction_outside_zero_to_one_is_refused(notebook, monkeypatch):
     exec("import math, os\nprint = lambda *args: None\n" + source, namespace)
     kept = [namespace[name] for name in ("train_rows", "train_data") if name in source]
     assert kept and all(part == [0, 1, 2] for part in kept)  # ceil(0.25 * 10) = 3, from the start
+
+
+def test_the_report_warns_when_a_section_does_not_scale(standin):
+    def run(fraction, load, train):
+        return {"fraction": fraction, "total_seconds": load + train,
+                "sections": [{"section": "load", "seconds": load, "peak_mib": 100.0, "bars": []},
+                             {"section": "train", "seconds": train, "peak_mib": 200.0, "bars": []}]}
+    steady = [run(0.2, 20.0, 70.0), run(0.4, 20.0, 130.0)]
+    assert "Warning" not in standin.report("05", "124M", steady, standin.estimate(steady))
+    # load took longer with less data: noise, or a loop that does not scale with the fraction
+    noisy = [run(0.03, 21.0, 70.0), run(0.06, 19.0, 130.0)]
+    text = standin.report("05", "124M", noisy, standin.estimate(noisy))
+    assert "Warning: some sections do not grow linearly" in text
