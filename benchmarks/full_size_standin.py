@@ -24,12 +24,14 @@ estimate. Random weights never write the end token, so each response runs to its
 times are an upper bound for OpenAI's weights, which stop earlier. The quality figures of such runs mean
 nothing and are not reported.
 
-Small fractions distort the evaluations that run during training (they read at most eval_iter batches,
-and a small split has fewer), so the linear estimate is only trusted where every split stays larger than
-that (04 at 0.2 and 0.4). For 05, --per-unit N measures the costs the whole run is made of, on the
-notebook's own data, loaders and functions: the median of N training steps (forward, backward, AdamW, as
-02's train_model_simple takes them in float32) and of N evaluation batches (calc_loss_loader, one batch
-at a time), in the order the notebook's seeded training loader gives them.
+Small fractions distort the evaluations (they read up to eval_iter batches of each split, and a small split
+has fewer), so the linear estimate is only trusted where that moves it little: 04 at 0.2 and 0.4, where
+only its validation split (and at 0.2 its test split) is shorter than an evaluation reads, about a minute
+in all. For 05 at the fractions a session allows, validation is one batch, so --per-unit N measures the
+costs the whole run is made of instead, on the notebook's own data, loaders and functions: the mean and
+median of N training steps (forward, backward, AdamW, as 02's train_model_simple takes them in float32)
+and of N evaluation batches (calc_loss_loader, one batch at a time), in the order the notebook's seeded
+training loader gives them.
 
 Results go to stdout and to outputs/benchmarks/full_size_<notebook>_<size>.json.
 """
@@ -191,7 +193,7 @@ def report(name, size, runs, rows):
 
 
 def per_unit_costs_05(size, models_dir, count):
-    """Median seconds of a training step and of an evaluation batch of 05 at full size (stand-in weights)."""
+    """Seconds of each of `count` training steps and evaluation batches of 05 at full size (stand-in weights)."""
     import statistics
     from functools import partial
     from itertools import islice
@@ -235,10 +237,13 @@ def per_unit_costs_05(size, models_dir, count):
     tokens = [inputs.numel() for inputs, _ in batches]
     result = {"size": size, "batches": count, "tokens_per_batch": tokens,
               "training_step_seconds": steps, "evaluation_batch_seconds": evaluation,
-              "median_training_step": statistics.median(steps), "median_evaluation_batch": statistics.median(evaluation),
+              "mean_training_step": statistics.mean(steps), "median_training_step": statistics.median(steps),
+              "mean_evaluation_batch": statistics.mean(evaluation),
+              "median_evaluation_batch": statistics.median(evaluation),
               "training_batches_per_epoch": len(train_loader)}
-    print(f"05, {size}: {count} batches of {min(tokens)} to {max(tokens)} tokens; median training step "
-          f"{result['median_training_step']:.2f} s, median evaluation batch {result['median_evaluation_batch']:.2f} s "
+    print(f"05, {size}: {count} batches of {min(tokens)} to {max(tokens)} tokens; training step "
+          f"{result['mean_training_step']:.2f} s mean, {result['median_training_step']:.2f} s median; evaluation batch "
+          f"{result['mean_evaluation_batch']:.2f} s mean, {result['median_evaluation_batch']:.2f} s median "
           f"({len(train_loader)} training batches an epoch)")
     return result
 
