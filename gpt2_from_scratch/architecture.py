@@ -4,6 +4,7 @@
 
 # 01_architecture.ipynb: Setup
 import hashlib
+import json
 import math
 import os
 import time
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib.pyplot as plt
+import regex
 import tiktoken
 import torch
 import torch.nn as nn
@@ -74,6 +76,112 @@ def load_gpt2_tokenizer(tokenizer_dir="data/gpt2-tokenizer", cache_dir=".cache/t
             with atomic_write_path(cached) as partial:
                 partial.write_bytes(contents)
     return tiktoken.get_encoding("gpt2")
+
+
+# 01_architecture.ipynb: GPT-2's tokenizer, written out
+def bytes_to_unicode():
+    """GPT-2's table from each byte value (0-255) to the printable character that stands for it."""
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    table, shifted = {}, 0
+    for byte in range(256):
+        if byte in printable:
+            table[byte] = chr(byte)
+        else:  # not printable: the next unused character from U+0100 on
+            table[byte] = chr(256 + shifted)
+            shifted += 1
+    return table
+
+
+# GPT-2's pre-tokenisation: contraction endings, letters, digits, other symbols (each with at most one
+# leading space), then whitespace; "\s+(?!\S)" leaves the last space of a run to the word after it.
+GPT2_SPLIT_PATTERN = regex.compile(r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+""")
+
+
+# 01_architecture.ipynb: GPT-2's tokenizer, written out
+class BytePairTokenizer:
+    """GPT-2's byte-level BPE, from encoder.json (token -> id) and vocab.bpe (the merges, in rank order)."""
+
+    def __init__(self, encoder, merges):
+        self.encoder = encoder
+        self.decoder = {token_id: token for token, token_id in encoder.items()}
+        self.merge_rank = {pair: rank for rank, pair in enumerate(merges)}
+        self.byte_to_char = bytes_to_unicode()
+        self.char_to_byte = {char: byte for byte, char in self.byte_to_char.items()}
+        self.cache = {}
+
+    @classmethod
+    def from_files(cls, tokenizer_dir="data/gpt2-tokenizer"):
+        folder = Path(tokenizer_dir)
+        encoder = json.loads((folder / "encoder.json").read_text(encoding="utf-8"))
+        lines = (folder / "vocab.bpe").read_text(encoding="utf-8").split("\n")
+        merges = [tuple(line.split(" ")) for line in lines[1:] if line]  # line 0 is a version comment
+        return cls(encoder, merges)
+
+    def merge_piece(self, piece):
+        """The tokens of one pre-tokenised piece (a string of byte characters)."""
+        if piece not in self.cache:
+            symbols = list(piece)
+            while len(symbols) > 1:
+                pairs = set(zip(symbols, symbols[1:]))
+                best = min(pairs, key=lambda pair: self.merge_rank.get(pair, math.inf))
+                if best not in self.merge_rank:
+                    break  # no adjacent pair is a listed merge
+                merged, index = [], 0
+                while index < len(symbols):
+                    if symbols[index:index + 2] == list(best):
+                        merged.append(best[0] + best[1])
+                        index += 2
+                    else:
+                        merged.append(symbols[index])
+                        index += 1
+                symbols = merged
+            self.cache[piece] = symbols
+        return self.cache[piece]
+
+    def encode(self, text):
+        ids = []
+        for piece in GPT2_SPLIT_PATTERN.findall(text):
+            chars = "".join(self.byte_to_char[byte] for byte in piece.encode("utf-8"))
+            ids.extend(self.encoder[token] for token in self.merge_piece(chars))
+        return ids
+
+    def decode(self, ids):
+        chars = "".join(self.decoder[token_id] for token_id in ids)
+        return bytes(self.char_to_byte[char] for char in chars).decode("utf-8", errors="replace")
+
+
+# 01_architecture.ipynb: Learning the merges
+def learn_bpe_merges(text, num_merges):
+    """Learn byte-level BPE merges from text: (merges in order, token count of the text after each merge)."""
+    byte_to_char = bytes_to_unicode()
+    piece_counts = {}
+    for piece in GPT2_SPLIT_PATTERN.findall(text):
+        symbols = tuple(byte_to_char[byte] for byte in piece.encode("utf-8"))
+        piece_counts[symbols] = piece_counts.get(symbols, 0) + 1
+    merges, token_counts = [], [sum(len(symbols) * count for symbols, count in piece_counts.items())]
+    for _ in range(num_merges):
+        pair_counts = {}
+        for symbols, count in piece_counts.items():
+            for pair in zip(symbols, symbols[1:]):
+                pair_counts[pair] = pair_counts.get(pair, 0) + count
+        if not pair_counts:
+            break  # every piece is a single symbol
+        best = min(pair_counts, key=lambda pair: (-pair_counts[pair], pair))  # most frequent, then by the pair
+        merges.append(best)
+        merged_counts = {}
+        for symbols, count in piece_counts.items():
+            merged, index = [], 0
+            while index < len(symbols):
+                if symbols[index:index + 2] == best:
+                    merged.append(best[0] + best[1])
+                    index += 2
+                else:
+                    merged.append(symbols[index])
+                    index += 1
+            merged_counts[tuple(merged)] = merged_counts.get(tuple(merged), 0) + count
+        piece_counts = merged_counts
+        token_counts.append(sum(len(symbols) * count for symbols, count in piece_counts.items()))
+    return merges, token_counts
 
 
 # 01_architecture.ipynb: Next-token prediction: inputs and targets
