@@ -92,12 +92,27 @@ def bytes_to_unicode():
     return table
 
 
-# GPT-2's pre-tokenisation: contraction endings, letters, digits, other symbols (each with at most one
-# leading space), then whitespace; "\s+(?!\S)" leaves the last space of a run to the word after it.
+# GPT-2's pre-tokenisation (OpenAI's encoder.py): contraction endings; letters, digits or other symbols,
+# each run with at most one space before it; whitespace, where "\s+(?!\S)" stops before the last
+# whitespace character of a run that a word follows, so a final space joins that word.
 GPT2_SPLIT_PATTERN = regex.compile(r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+""")
 
 
 # 01_architecture.ipynb: GPT-2's tokenizer, written out
+def merge_pair(symbols, pair):
+    """The symbols with each occurrence of the adjacent pair joined into one, scanning left to right:
+    in ("a", "a", "a") the pair ("a", "a") is joined once, giving ("aa", "a")."""
+    merged, index = [], 0
+    while index < len(symbols):
+        if tuple(symbols[index:index + 2]) == pair:
+            merged.append(pair[0] + pair[1])
+            index += 2
+        else:
+            merged.append(symbols[index])
+            index += 1
+    return tuple(merged)
+
+
 class BytePairTokenizer:
     """GPT-2's byte-level BPE, from encoder.json (token -> id) and vocab.bpe (the merges, in rank order)."""
 
@@ -120,22 +135,14 @@ class BytePairTokenizer:
     def merge_piece(self, piece):
         """The tokens of one pre-tokenised piece (a string of byte characters)."""
         if piece not in self.cache:
-            symbols = list(piece)
+            symbols = tuple(piece)
             while len(symbols) > 1:
                 pairs = set(zip(symbols, symbols[1:]))
                 best = min(pairs, key=lambda pair: self.merge_rank.get(pair, math.inf))
                 if best not in self.merge_rank:
                     break  # no adjacent pair is a listed merge
-                merged, index = [], 0
-                while index < len(symbols):
-                    if symbols[index:index + 2] == list(best):
-                        merged.append(best[0] + best[1])
-                        index += 2
-                    else:
-                        merged.append(symbols[index])
-                        index += 1
-                symbols = merged
-            self.cache[piece] = symbols
+                symbols = merge_pair(symbols, best)
+            self.cache[piece] = symbols  # a tuple: callers cannot change the cached result
         return self.cache[piece]
 
     def encode(self, text):
@@ -166,19 +173,14 @@ def learn_bpe_merges(text, num_merges):
                 pair_counts[pair] = pair_counts.get(pair, 0) + count
         if not pair_counts:
             break  # every piece is a single symbol
-        best = min(pair_counts, key=lambda pair: (-pair_counts[pair], pair))  # most frequent, then by the pair
+        # The most frequent pair; among equals, the first in code-point order. (Overlapping occurrences,
+        # as of ("a", "a") in "aaa", all count here, though merge_pair can join only one of them.)
+        best = min(pair_counts, key=lambda pair: (-pair_counts[pair], pair))
         merges.append(best)
         merged_counts = {}
         for symbols, count in piece_counts.items():
-            merged, index = [], 0
-            while index < len(symbols):
-                if symbols[index:index + 2] == best:
-                    merged.append(best[0] + best[1])
-                    index += 2
-                else:
-                    merged.append(symbols[index])
-                    index += 1
-            merged_counts[tuple(merged)] = merged_counts.get(tuple(merged), 0) + count
+            merged = merge_pair(symbols, best)
+            merged_counts[merged] = merged_counts.get(merged, 0) + count
         piece_counts = merged_counts
         token_counts.append(sum(len(symbols) * count for symbols, count in piece_counts.items()))
     return merges, token_counts

@@ -11,7 +11,7 @@ import pytest
 
 from conftest import REPO_ROOT
 from gpt2_from_scratch.architecture import (GPT2_SPLIT_PATTERN, BytePairTokenizer, bytes_to_unicode,
-                                            learn_bpe_merges, load_gpt2_tokenizer)
+                                            learn_bpe_merges, load_gpt2_tokenizer, merge_pair)
 
 
 @pytest.fixture(scope="module")
@@ -55,11 +55,21 @@ def test_the_byte_table_is_a_bijection_onto_printable_characters():
     assert sorted(table) == list(range(256)) and len(set(table.values())) == 256
     assert all(char.isprintable() and not char.isspace() for char in table.values())
     assert table[ord(" ")] == "Ġ" and table[ord("\n")] == "Ċ" and table[ord("a")] == "a"
+    assert sum(table[byte] == chr(byte) for byte in range(256)) == 188  # the visible Latin-1 bytes
+    assert table[0] == "Ā" and table[173] == "Ń"  # the 68 others, in order, from U+0100
 
 
 def test_pre_tokenisation_keeps_the_last_space_for_the_next_word():
     assert GPT2_SPLIT_PATTERN.findall("a  b") == ["a", " ", " b"]
     assert GPT2_SPLIT_PATTERN.findall("I'm DON'T") == ["I", "'m", " DON", "'", "T"]
+    assert GPT2_SPLIT_PATTERN.findall("a \tb") == ["a", " ", "\t", "b"]  # only a space joins the word
+    assert GPT2_SPLIT_PATTERN.findall("x  ") == ["x", "  "]  # no word follows: the run stays whole
+
+
+def test_merge_pair_joins_left_to_right_without_overlap():
+    assert merge_pair(("a", "a", "a"), ("a", "a")) == ("aa", "a")
+    assert merge_pair(("a", "b", "a", "b"), ("a", "b")) == ("ab", "ab")
+    assert merge_pair(("a", "b"), ("b", "a")) == ("a", "b")
 
 
 def test_merges_are_applied_by_rank_not_by_position():
@@ -72,7 +82,7 @@ def test_merges_are_applied_by_rank_not_by_position():
 
 
 def test_learning_merges_on_a_text_checked_by_hand():
-    # One piece "aaabdaaabac": pairs aa x4, ab x2, then ties broken by the pair itself.
+    # One piece "aaabdaaabac": aa counted 4 times (overlapping, in "aaa"), ab twice; merging aa joins 2.
     merges, counts = learn_bpe_merges("aaabdaaabac", num_merges=3)
     assert merges[0] == ("a", "a")
     assert merges[1] == ("a", "b")  # ("a","b") and ("aa","a") both occur twice; "a" sorts before "aa"
