@@ -6,6 +6,7 @@ package is exactly what the notebooks generate.
 """
 
 import importlib
+import importlib.util
 import sys
 from pathlib import Path
 
@@ -18,6 +19,15 @@ sys.path.insert(0, str(REPO_ROOT))  # gpt2_from_scratch, gpt_download and tools/
 @pytest.fixture(scope="session")
 def repo_root():
     return REPO_ROOT
+
+
+def import_benchmark(name):
+    """benchmarks/<name>.py imported as the module <name> (the benchmark scripts are not a package)."""
+    spec = importlib.util.spec_from_file_location(name, REPO_ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # before running it, as dataclasses and pickling look modules up by name
+    spec.loader.exec_module(module)
+    return module
 
 
 def _module_fixture(module, notebook):

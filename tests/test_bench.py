@@ -6,23 +6,16 @@ and without cache and Hugging Face's generate give the same tokens), and that th
 replaced and nothing else.
 """
 
-import importlib.util
-import sys
-
 import pytest
 
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, import_benchmark
 
 pytest.importorskip("transformers")
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("bench", REPO_ROOT / "benchmarks" / "bench.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench"] = module
-    spec.loader.exec_module(module)
-    return module
+    return import_benchmark("bench")
 
 
 def test_smoke_run_measures_every_section(bench, capsys):

@@ -5,24 +5,18 @@ groups under each heading, the per-unit costs it reads from tqdm's own last line
 that the notebooks' GPT2_DATA_FRACTION refuses a value outside (0, 1].
 """
 
-import importlib.util
 import io
-import sys
 
 import nbformat
 import pytest
 from tqdm import tqdm
 
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, import_benchmark
 
 
 @pytest.fixture(scope="module")
 def standin():
-    spec = importlib.util.spec_from_file_location("full_size_standin", REPO_ROOT / "benchmarks" / "full_size_standin.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["full_size_standin"] = module
-    spec.loader.exec_module(module)
-    return module
+    return import_benchmark("full_size_standin")
 
 
 def test_cells_are_grouped_under_the_heading_before_them(standin):
