@@ -5,6 +5,7 @@
 # 04_finetune_classify.ipynb: Setup
 import csv
 import math
+import os
 import sys
 import time
 import warnings
@@ -73,6 +74,20 @@ def write_rows_csv(rows, path):
             writer.writerow(["label", "text"])
             writer.writerows(rows)
     return Path(path)
+
+
+# 04_finetune_classify.ipynb: 1. The data
+def data_fraction():
+    """GPT2_DATA_FRACTION: the share of each split to keep; 1, all of it, unless set to time a run."""
+    fraction = float(os.environ.get("GPT2_DATA_FRACTION", "1"))
+    if not 0 < fraction <= 1:
+        raise ValueError(f"GPT2_DATA_FRACTION must be in (0, 1], not {fraction}")
+    return fraction
+
+
+def first_part(rows, fraction):
+    """The first ceil(fraction * len(rows)) rows."""
+    return rows[:math.ceil(fraction * len(rows))]
 
 
 # 04_finetune_classify.ipynb: 2. Batches of messages

@@ -31,6 +31,7 @@ from gpt2_from_scratch.pretraining import generate  # 02, section 8: decoding wi
 from gpt2_from_scratch.weights import gpt_for_checkpoint, load_weights_into_gpt  # 03, section 5: loading
 from gpt2_from_scratch.weights import random_gpt2_params, write_gpt2_checkpoint  # 03, section 9: the stand-in
 from gpt2_from_scratch.classify import add_lora  # 04, section 10: LoRA
+from gpt2_from_scratch.classify import data_fraction, first_part  # 04, section 1: GPT2_DATA_FRACTION
 
 
 # 05_finetune_instruct.ipynb: 1. The data

@@ -75,23 +75,23 @@ def test_estimate_is_the_line_through_two_fractions_at_one(standin):
     assert rows[1]["estimated_seconds"] == pytest.approx(310.0)
 
 
-@pytest.mark.parametrize("notebook", ["04_finetune_classify.ipynb", "05_finetune_instruct.ipynb"])
-def test_data_fraction_outside_zero_to_one_is_refused(notebook, monkeypatch):
-    source = next(cell.source for cell in nbformat.read(REPO_ROOT / notebook, as_version=4).cells
-                  if "GPT2_DATA_FRACTION" in cell.source and cell.cell_type == "code")
+def test_data_fraction_outside_zero_to_one_is_refused(nb04, monkeypatch):
     for bad in ("0", "1.5", "-0.1"):
         monkeypatch.setenv("GPT2_DATA_FRACTION", bad)
-        namespace = {"SMOKE": False, "train_rows": [], "val_rows": [], "test_rows": [], "train_data": [],
-                     "test_data": [], "val_data": []}
         with pytest.raises(ValueError, match="GPT2_DATA_FRACTION must be in"):
-            exec("import math, os\n" + source, namespace)
+            nb04.data_fraction()
+    monkeypatch.delenv("GPT2_DATA_FRACTION")
+    assert nb04.data_fraction() == 1.0
     monkeypatch.setenv("GPT2_DATA_FRACTION", "0.25")
-    rows = list(range(10))
-    namespace = {"SMOKE": False, **{name: rows for name in ("train_rows", "val_rows", "test_rows", "train_data",
-                                                             "test_data", "val_data")}}
-    exec("import math, os\nprint = lambda *args: None\n" + source, namespace)
-    kept = [namespace[name] for name in ("train_rows", "train_data") if name in source]
-    assert kept and all(part == [0, 1, 2] for part in kept)  # ceil(0.25 * 10) = 3, from the start
+    assert nb04.first_part(list(range(10)), nb04.data_fraction()) == [0, 1, 2]  # ceil(0.25 * 10), from the start
+
+
+@pytest.mark.parametrize("notebook", ["04_finetune_classify.ipynb", "05_finetune_instruct.ipynb"])
+def test_both_notebooks_cut_their_splits_with_04s_functions(notebook):
+    sources = [cell.source for cell in nbformat.read(REPO_ROOT / notebook, as_version=4).cells if cell.cell_type == "code"]
+    assert any("DATA_FRACTION = data_fraction()" in source and "first_part(" in source for source in sources)
+    assert not any('os.environ.get("GPT2_DATA_FRACTION"' in source for source in sources
+                   if not source.startswith("#| export"))  # read in one place: 04's data_fraction
 
 
 def test_the_report_warns_when_a_section_does_not_scale(standin):
