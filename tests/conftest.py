@@ -23,7 +23,13 @@ def repo_root():
 
 def import_benchmark(name):
     """benchmarks/<name>.py imported as the module <name> (the benchmark scripts are not a package)."""
-    spec = importlib.util.spec_from_file_location(name, REPO_ROOT / "benchmarks" / f"{name}.py")
+    return import_script(f"benchmarks/{name}.py")
+
+
+def import_script(relative_path):
+    """A script of the repository (not in a package) imported as a module named after its file."""
+    name = Path(relative_path).stem
+    spec = importlib.util.spec_from_file_location(name, REPO_ROOT / relative_path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module  # before running it, as dataclasses and pickling look modules up by name
     spec.loader.exec_module(module)
