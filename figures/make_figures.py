@@ -14,7 +14,8 @@ itself (`notebook_value`), so a figure cannot drift from the cell it illustrates
 One visual language throughout (the `COLORS` below): token ids and token vectors blue, position
 embeddings yellow; queries orange, keys green, values purple; layers light grey boxes; the residual
 stream and its shortcuts dark red; attention weights in viridis, as in the notebooks' heatmaps; masked
-or ignored entries grey; targets and the loss red.
+or ignored entries grey; targets and the loss red, trained parameters light red; a thick black frame
+points at the part the text is about.
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ COLORS = {
     "masked": "#d9d9d9",     # masked scores, ignored targets, padding
     "target": "#fc9272",     # targets and the loss
     "trained": "#fcbba1",    # parameters that fine-tuning updates
+    "highlight": "#000000",  # a frame around the part the text is about
     "text": "#252525",
     "muted": "#737373",
 }
@@ -117,6 +119,8 @@ def grid(ax, x, y, values=None, shape=None, color=None, cmap=None, fmt="{:.2f}",
             else:
                 face = colormap(values[i, j] / vmax) if colormap is not None else (color or "white")
                 text = fmt.format(values[i, j]) if values is not None and fmt else ""
+                if text.startswith("-") and float(text) == 0:
+                    text = text[1:]  # -0.00 is 0.00
                 text_color = "white" if colormap is not None and values[i, j] / vmax < 0.55 else COLORS["text"]
             ax.add_patch(Rectangle((cx, cy), cell, cell_h, facecolor=face, edgecolor="white", lw=1.0))
             if text:
@@ -126,7 +130,7 @@ def grid(ax, x, y, values=None, shape=None, color=None, cmap=None, fmt="{:.2f}",
                            edgecolor=COLORS["edge"], lw=0.8))
     if highlight_row is not None:
         ax.add_patch(Rectangle((x, y - (highlight_row + 1) * cell_h), cols * cell, cell_h, fill=False,
-                               edgecolor=COLORS["residual"], lw=2.0))
+                               edgecolor=COLORS["highlight"], lw=2.2))
     if row_labels is not None:
         for i, text in enumerate(row_labels):
             ax.text(x - 0.15, y - (i + 0.5) * cell_h, text, ha="right", va="center", fontsize=label_size)
@@ -234,7 +238,7 @@ def fig_01_sliding_windows(path):
         box(ax, x, 5.9, cell_w - 0.1, 0.75, f"{token_id}", color=COLORS["token"], size=8.5, rounded=False)
         label(ax, x + cell_w / 2 - 0.05, 6.95, shown(tok.decode([token_id])), size=7.5, family="monospace",
               color=COLORS["muted"])
-    colors = ["#3182bd", "#31a354", "#756bb1"]
+    colors = ["#08306b", "#2171b5", "#6baed6"]  # three shades of the token blue
     for window in range(3):
         start = window * stride
         x = x0 + start * cell_w
@@ -268,7 +272,7 @@ def fig_01_attention_weights(path):
     contexts = weights @ x
     fig, ax = canvas(28.2, 10)
     top = 8.4
-    grid(ax, 2.2, top, values=x, color=COLORS["input"], row_labels=words, title="x: 6 tokens × 3")
+    grid(ax, 2.2, top, values=x, color=COLORS["input"], row_labels=words, title="x: 6 tokens × 3", highlight_row=1)
     label(ax, 5.85, top - 3, "x @ x.T", size=9)
     arrow(ax, (5.3, top - 3.4), (6.5, top - 3.4))
     grid(ax, 7.0, top, values=scores, color="white", col_labels=words, title="scores = x @ x.T\n"
@@ -308,7 +312,7 @@ def fig_01_causal_mask(path):
     grid(ax, 19.0, top, values=masked_weights, cmap="viridis", masked=causal_mask.numpy(), mask_text="0",
          col_labels=words, title="masked_weights: zero on the future,\neach row still sums to 1")
     label(ax, 0.3, 0.55, "Row i (the query) may attend only to columns 0..i (the keys up to itself). "
-          "Numbers from section 3.3's SelfAttention(d_in=3, d_out=2).", ha="left", size=9.5)
+          "Numbers of section 3.2's SelfAttention(d_in=3, d_out=2), masked as in 3.3.", ha="left", size=9.5)
     save(fig, path)
 
 
@@ -329,8 +333,8 @@ def fig_01_qkv(path):
     for weight_name, name, color, y in rows:
         arrow(ax, (5.4, top - 5.6), (7.0, y - 1.4))
         grid(ax, 7.2, y - 0.5, shape=(3, 2), color=color, cell=0.6)
-        label(ax, 8.7, y - 1.4, f"{weight_name}\n(3 × 2)", size=8.5, ha="left")
-        arrow(ax, (10.4, y - 1.4), (11.7, y - 1.4), text="x @", text_offset=(0, 0.3))
+        label(ax, 8.6, y - 1.4, f"{weight_name}:\nLinear(3, 2)", size=8.5, ha="left")
+        arrow(ax, (10.6, y - 1.4), (11.8, y - 1.4), text=f"{weight_name}(x)", text_offset=(0, 0.3), size=7.5)
         grid(ax, 12.0, y, shape=(6, 2), color=color, cell=0.45)
         label(ax, 13.1, y - 1.4, f"{name} (6 × 2)", size=8.5, ha="left")
     arrow(ax, (15.4, top - 1.4), (18.2, top - 3.2))
@@ -416,7 +420,8 @@ def fig_01_transformer_block(path):
     layer(9.9, "ff: FeedForward", "expand 768→3072, GELU, project 3072→768\nOpenAI: mlp/c_fc, mlp/c_proj")
     layer(11.6, "drop_resid: Dropout", "")
     box(ax, cx - w / 2, 14.9, w, 0.9, "output (batch, n_tokens, 768)", color=COLORS["input"], size=9)
-    for y0, y1 in ((1.4, 2.2), (3.2, 3.9), (4.9, 5.6), (8.0 + 0.2, 8.2), (9.2, 9.9), (10.9, 11.6)):
+    ax.plot([cx, cx], [1.4, 1.75], color=COLORS["residual"], lw=2)  # the stream, up to where the shortcut leaves
+    for y0, y1 in ((1.75, 2.2), (3.2, 3.9), (4.9, 5.6), (9.2, 9.9), (10.9, 11.6)):
         arrow(ax, (cx, y0), (cx, y1))
     # the two additions on the residual stream
     for y_add, y_from in ((7.2, 6.6), (13.2, 12.6)):
@@ -447,10 +452,16 @@ def fig_01_gpt_model(path):
 
     label(ax, 0.3, 15.1, "GPTModel(GPTConfig.from_preset(\"124M\")): shapes for a batch of token ids", ha="left",
           size=10.5)
-    layer(0.4, "token_ids", "(batch, n_tokens), n_tokens ≤ context_length = 1,024", COLORS["token"], 0.9)
-    box(ax, cx - w / 2, 2.0, w / 2 - 0.15, 1.0, "tok_emb\n50,257 × 768", color=COLORS["token"], size=8.5)
-    box(ax, cx + 0.15, 2.0, w / 2 - 0.15, 1.0, "pos_emb\n1,024 × 768", color=COLORS["position"], size=8.5)
+    half = w / 2 - 0.4
+    box(ax, cx - w / 2, 0.4, half, 0.9, "token_ids", color=COLORS["token"], size=9)
+    box(ax, cx + 0.4, 0.4, half, 0.9, "positions\n0 … n_tokens − 1", color=COLORS["position"], size=8)
+    label(ax, cx + w / 2 + 0.3, 0.85, "(batch, n_tokens), n_tokens ≤ context_length = 1,024", size=8.5, ha="left",
+          color=COLORS["muted"])
+    box(ax, cx - w / 2, 2.0, half, 1.0, "tok_emb\n50,257 × 768", color=COLORS["token"], size=8.5)
+    box(ax, cx + 0.4, 2.0, half, 1.0, "pos_emb\n1,024 × 768", color=COLORS["position"], size=8.5)
     label(ax, cx, 2.5, "+", size=14)
+    for x in (cx - w / 2 + half / 2, cx + 0.4 + half / 2):
+        arrow(ax, (x, 1.3), (x, 2.0))
     label(ax, cx + w / 2 + 0.3, 2.5, "OpenAI: wte, wpe", size=8.5, ha="left", color=COLORS["muted"])
     layer(3.7, "drop_emb: Dropout", "(batch, n_tokens, 768)")
     # the stack of blocks
@@ -464,30 +475,34 @@ def fig_01_gpt_model(path):
     layer(9.4, "final_norm: LayerNorm(768)", "OpenAI: ln_f")
     layer(11.1, "out_head: Linear(768, 50,257)", "no bias; its weight is tok_emb's (OpenAI: wte)")
     layer(12.8, "logits", "(batch, n_tokens, 50,257): at every position,\na score for every possible next token",
-          COLORS["target"], 0.9)
-    for y0, y1 in ((1.3, 2.0), (3.0, 3.7), (4.7, 5.4), (8.4 + 0.55, 9.4), (10.4, 11.1), (12.1, 12.8)):
+          "white", 0.9)
+    for y0, y1 in ((3.0, 3.7), (4.7, 5.4), (8.4 + 0.55, 9.4), (10.4, 11.1), (12.1, 12.8)):
         arrow(ax, (cx, y0), (cx, y1))
     arrow(ax, (cx - w / 2 - 0.2, 11.6), (cx - w / 2 - 0.2, 2.5), style="<|-|>", color=COLORS["muted"], ls="--",
           rad=0.0)
     label(ax, cx - w / 2 - 0.45, 7.0, "one shared matrix", size=8.5, rotation=90, color=COLORS["muted"])
-    label(ax, 0.3, 14.3, "124,439,808 parameters (section 5.1), 46% of them in the 12 feed-forward networks.",
-          ha="left", size=9)
+    from gpt2_from_scratch.architecture import FeedForward, GPTConfig, count_parameters, parameter_count
+    total = parameter_count(GPTConfig.from_preset("124M"))
+    with torch.device("meta"):
+        feed_forward_share = 12 * count_parameters(FeedForward(768)) / total
+    label(ax, 0.3, 14.3, f"{total:,} parameters (section 5.1), {feed_forward_share:.0%} of them in the 12 "
+          "feed-forward networks.", ha="left", size=9)
     save(fig, path)
 
 
 # --------------------------------------------------------------------------- 02
 
 def fig_02_training_loop(path):
-    fig, ax = canvas(21, 11)
+    fig, ax = canvas(22, 11)
+    w, h = 6.4, 2.0
     steps = [
-        (1.0, 7.6, "next batch from train_loader:\ninput_batch, target_batch", COLORS["token"]),
-        (7.8, 7.6, "optimizer.zero_grad():\nclear last step's gradients", COLORS["layer"]),
-        (14.6, 7.6, "logits = model(input_batch):\n(batch, n_tokens, 50,257)", COLORS["layer"]),
-        (14.6, 3.0, "loss = calc_loss_batch(...): the\ncross-entropy with target_batch", COLORS["target"]),
-        (7.8, 3.0, "loss.backward():\na gradient in every .grad", COLORS["layer"]),
-        (1.0, 3.0, "optimizer.step():\nAdamW updates the weights", COLORS["layer"]),
+        (0.5, 7.4, "next batch from train_loader:\ninput_batch, target_batch", COLORS["token"]),
+        (7.8, 7.4, "optimizer.zero_grad():\nclear last step's gradients", COLORS["layer"]),
+        (15.1, 7.4, "loss = calc_loss_batch(input_batch,\ntarget_batch, model, device): the\nlogits "
+         "model(input_batch), then their\ncross-entropy with target_batch", COLORS["target"]),
+        (15.1, 2.8, "loss.backward():\na gradient in every .grad", COLORS["layer"]),
+        (0.5, 2.8, "optimizer.step():\nAdamW updates the weights", COLORS["layer"]),
     ]
-    w, h = 5.6, 1.6
     for x, y, text, color in steps:
         box(ax, x, y, w, h, text, color=color, size=9)
     for (x0, y0, *_), (x1, y1, *_) in zip(steps, steps[1:] + steps[:1]):
@@ -498,11 +513,11 @@ def fig_02_training_loop(path):
             start, end = ((x0 + w / 2, y0), (x1 + w / 2, y1 + h)) if y1 < y0 else ((x0 + w / 2, y0 + h),
                                                                                    (x1 + w / 2, y1))
         arrow(ax, start, end)
-    label(ax, 10.5, 10.3, "one training step (train_model_simple, section 5)", size=10.5)
-    label(ax, 10.5, 6.1, "every eval_freq steps: evaluate_model, the loss on eval_iter training and\n"
+    label(ax, 11.0, 10.3, "one training step (train_model_simple, section 5)", size=10.5)
+    label(ax, 11.0, 6.0, "every eval_freq steps: evaluate_model, the loss on eval_iter training and\n"
           "validation batches in eval mode (no dropout, no gradients), recorded in the history", size=8.5,
           color=COLORS["muted"])
-    label(ax, 10.5, 1.3, "after each epoch: generate_sample from start_context (printed when training ends)",
+    label(ax, 11.0, 1.3, "after each epoch: generate_sample from start_context (printed when training ends)",
           size=8.5, color=COLORS["muted"])
     save(fig, path)
 
@@ -513,7 +528,7 @@ def fig_02_decoding(path):
     logits = notebook_value("02_pretraining.ipynb", "next_token_logits")
     probabilities = torch.softmax(logits, dim=-1)
     panels = [
-        ("the model's distribution (T = 1)", probabilities, None),
+        ("the distribution: softmax of the logits", probabilities, None),
         ("greedy: always the most likely", torch.nn.functional.one_hot(logits.argmax(), len(candidates)).float(),
          None),
         ("temperature T = 0.5: sharper", torch.softmax(logits / 0.5, dim=-1), None),
@@ -525,9 +540,9 @@ def fig_02_decoding(path):
     for axis, (title, values, _) in zip(axes.flat, panels):
         kept = values > 0
         axis.bar(range(len(candidates)), probabilities.numpy(), color=COLORS["masked"], width=0.8,
-                 label="the model's probabilities")
+                 label="softmax of the logits")
         axis.bar(range(len(candidates)), values.numpy(), color=np.where(kept, "#3182bd", COLORS["masked"]), width=0.5,
-                 label="what is sampled from")
+                 label="what the token is picked from")
         for k, value in enumerate(values.tolist()):
             if value > 0:
                 axis.text(k, value + 0.02, f"{value:.2f}", ha="center", va="bottom", fontsize=7.5)
@@ -564,7 +579,7 @@ def fig_02_kv_cache(path):
         for t in range(n_past + 1):
             new = t == n_past
             ax.add_patch(Rectangle((2.0 + t * 1.6, y), 1.45, 0.8, facecolor=color,
-                                   edgecolor=COLORS["residual"] if new else COLORS["edge"], lw=2.2 if new else 0.8,
+                                   edgecolor=COLORS["highlight"] if new else COLORS["edge"], lw=2.2 if new else 0.8,
                                    hatch=None if new else "///", alpha=1.0 if new else 0.55))
         ax.add_patch(Rectangle((1.85, y - 0.15), n_past * 1.6, 1.1, fill=False, edgecolor=COLORS["muted"], lw=1.2,
                                ls="--"))
@@ -575,20 +590,20 @@ def fig_02_kv_cache(path):
     # the new query and its attention
     qx = 2.0 + n_past * 1.6
     box(ax, qx, 3.0, 1.45, 0.8, "query", color=COLORS["query"], size=8.5, rounded=False, lw=2.2,
-        edge=COLORS["residual"])
+        edge=COLORS["highlight"])
     label(ax, 0.3, 3.4, "new query", ha="left", size=9)
     weights = torch.softmax(torch.tensor([1.5, 0.2, 0.6, 0.9, 1.2]), dim=0).numpy()
     grid(ax, 2.0, 2.0, values=weights[None, :], cmap="viridis", fmt=None, cell=1.6, cell_h=0.7)
     label(ax, 0.3, 1.65, "weights", ha="left", size=9)
-    label(ax, 10.5, 1.65, "softmax(query · keys / √64): n_past + 1 weights, the only work that grows with "
-          "the text", size=8.5, ha="left", color=COLORS["muted"])
+    label(ax, 10.5, 1.65, "softmax(query · keys / √head_dim), then weights @ values: attention over n_past + 1 "
+          "keys and values,\nthe only work that grows with the text", size=8.5, ha="left", color=COLORS["muted"])
     # what is computed per step
     box(ax, 16.2, 4.7, 8.4, 4.3, "", color="white")
     label(ax, 16.5, 8.5, "computed for the new token only:", ha="left", size=9.5, weight="bold")
     label(ax, 16.5, 7.0, "• tok_emb + pos_emb at position n_past\n• norm1, qkv: its query, key and value\n"
-          "• out_proj, norm2, ff (the MLP)\n• out_head: logits for the next token", ha="left", size=9)
+          "• out_proj, norm2, ff (the MLP)\n• final_norm, out_head: logits for the next token", ha="left", size=9)
     label(ax, 16.5, 5.3, "attention: 1 query against n_past + 1\nkeys and values", ha="left", size=9)
-    label(ax, 0.3, 0.45, "Outlined in red: computed this step. Hatched: from the cache. The new key and value are "
+    label(ax, 0.3, 0.45, "Framed in black: computed this step. Hatched: from the cache. The new key and value are "
           "appended to the cache for the next step.", ha="left", size=9.5)
     save(fig, path)
 
@@ -619,8 +634,9 @@ def fig_03_checkpoint_mapping(path):
         y = 12.8 - k * 0.95
         first = name.split(",")[0]
         shape = shapes[first if first in shapes else first.rstrip("g").rstrip("/") + "/g"]
-        box(ax, 0.4, y, 9.6, 0.75, f"{name}  {list(shape)}", color=COLORS["token"] if "wte" in name or "wpe" in name
-            else COLORS["layer"], size=8.5, family="monospace", rounded=False)
+        color = COLORS["token"] if "wte" in name else COLORS["position"] if "wpe" in name else COLORS["layer"]
+        box(ax, 0.4, y, 9.6, 0.75, f"{name}  {list(shape)}", color=color, size=8.5, family="monospace",
+            rounded=False)
         arrow(ax, (10.1, y + 0.37), (14.8, y + 0.37), text=note, text_offset=(0, 0.22), size=7.5)
         box(ax, 14.9, y, 12.0, 0.75, f"{ours}  {our_shape}", color="white", size=8.5, family="monospace",
             rounded=False)
@@ -644,7 +660,7 @@ def fig_03_checkpoint_mapping(path):
 
 def fig_04_classification_head(path):
     tok = tokenizer()
-    message = "Ok lar... Joking wif u oni..."
+    message = notebook_value("04_finetune_classify.ipynb", "message")
     ids = tok.encode(message)
     n_pad = 3
     fig, ax = canvas(29.5, 12.5)
@@ -679,9 +695,9 @@ def fig_04_classification_head(path):
     label(ax, 0.3, 5.0, "logits", ha="left", size=9)
     label(ax, x0 + n * cell + 0.2, 5.0, "(batch, n_tokens, 2)", ha="left", size=8.5, color=COLORS["muted"])
     last_real = x0 + (len(ids) - 1) * cell
-    ax.add_patch(Rectangle((last_real - 0.05, 4.5), cell, 1.0, fill=False, edgecolor=COLORS["residual"], lw=2.4))
-    arrow(ax, (last_real + cell / 2, 4.5), (last_real + cell / 2, 3.0), color=COLORS["residual"], lw=2)
-    box(ax, last_real - 2.2, 1.9, 6.0, 1.0, "not spam | spam: the class", color=COLORS["target"], size=9)
+    ax.add_patch(Rectangle((last_real - 0.05, 4.5), cell, 1.0, fill=False, edgecolor=COLORS["highlight"], lw=2.4))
+    arrow(ax, (last_real + cell / 2, 4.5), (last_real + cell / 2, 3.0), color=COLORS["highlight"], lw=2)
+    box(ax, last_real - 2.2, 1.9, 6.0, 1.0, "not spam | spam: the class", color="white", size=9)
     label(ax, last_real - 2.2, 1.3, "last_token_logits: index lengths - 1 of each row", ha="left", size=8.5,
           family="monospace")
     last = x0 + (n - 1) * cell
@@ -705,7 +721,7 @@ def fig_05_alpaca_prompt(path):
     pieces = [
         (preamble, "white", "preamble: the same for every example"),
         (instruction_part, COLORS["token"], "### Instruction: and entry['instruction']"),
-        (input_part, COLORS["position"], "### Input: and entry['input'] (only when there is one)"),
+        (input_part, "#deebf7", "### Input: and entry['input'] (only when there is one)"),
         (RESPONSE_MARKER.strip("\n"), COLORS["layer"], "RESPONSE_MARKER: the prompt ends here"),
         (entry["output"], COLORS["target"], "entry['output']: the response the model learns to write"),
         ("<|endoftext|>", COLORS["target"], "appended by custom_collate_fn: the model learns to stop"),
@@ -759,7 +775,13 @@ def fig_05_collate_batch(path):
             position = k + 1 if is_target else k  # which token of the padded example this cell holds
             if value == -100:
                 in_prompt = masked_prompt and position < prompt_length and position <= n_real - 1
-                color, text = ("#fdd0a2" if in_prompt else COLORS["masked"]), "-100"
+                color, text = COLORS["masked"], "-100"
+                if in_prompt:  # a prompt target masked by mask_prompt: grey, hatched
+                    ax.add_patch(Rectangle((x + k * cell * 1.3, y), cell * 1.3 - 0.08, 0.7, facecolor=color,
+                                           edgecolor=COLORS["muted"], hatch="///", lw=0))
+                    label(ax, x + k * cell * 1.3 + 0.6, y + 0.35, text, size=7.5, color=COLORS["text"],
+                          bbox=dict(facecolor=color, edgecolor="none", pad=0.5))
+                    continue
             elif position < n_real:
                 color = COLORS["target"] if is_target and position >= prompt_length else COLORS["token"]
                 text = str(value)
@@ -785,12 +807,14 @@ def fig_05_collate_batch(path):
               (COLORS["target"], "a response token the loss counts"),
               ("#cb181d", "the appended <|endoftext|> (50256): a target, so the model learns to stop"),
               (COLORS["masked"], "padding (50256): as an input harmless, as a target -100, ignored by the loss"),
-              ("#fdd0a2", "a prompt target set to -100 by mask_prompt=True")]
+              (None, "a prompt target set to -100 by mask_prompt=True")]
     for k, (color, text) in enumerate(legend):
-        ax.add_patch(Rectangle((0.6, 3.0 - k * 0.55), 0.8, 0.4, facecolor=color, edgecolor=COLORS["edge"], lw=0.5))
+        hatch = "///" if color is None else None
+        ax.add_patch(Rectangle((0.6, 3.0 - k * 0.55), 0.8, 0.4, facecolor=color or COLORS["masked"],
+                               edgecolor=COLORS["edge"], lw=0.5, hatch=hatch))
         label(ax, 1.6, 3.2 - k * 0.55, text, ha="left", size=8.5)
-    label(ax, 16.0, 2.4, "targets = inputs shifted left by one;\nthe batch is as long as its longest example + 1;\n"
-          "cross_entropy skips every target equal to -100", ha="left", size=8.5, color=COLORS["muted"])
+    label(ax, 16.0, 2.4, "each example is padded to the longest + 1 tokens;\ninputs drop the last token, targets "
+          "the first,\nso both are as long as the longest example;\ncross_entropy skips every target equal to -100", ha="left", size=8.5, color=COLORS["muted"])
     save(fig, path)
 
 
