@@ -28,6 +28,7 @@ import sys
 from pathlib import Path
 
 import matplotlib
+import matplotlib.text
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -142,9 +143,23 @@ def grid(ax, x, y, values=None, shape=None, color=None, cmap=None, fmt="{:.2f}",
         ax.text(x + cols * cell / 2, y - rows * cell_h - 0.45, title, ha="center", va="top", fontsize=9.5)
 
 
+def check_nothing_is_cut_off(fig, path):
+    """Refuse a figure with text that runs past its edges (a label cut off in the PNG)."""
+    fig.canvas.draw()
+    renderer, bounds = fig.canvas.get_renderer(), fig.bbox
+    for text in fig.findobj(matplotlib.text.Text):
+        if not text.get_visible() or not text.get_text().strip():
+            continue
+        box = text.get_window_extent(renderer)
+        if box.x0 < bounds.x0 - 1 or box.x1 > bounds.x1 + 1 or box.y0 < bounds.y0 - 1 or box.y1 > bounds.y1 + 1:
+            raise ValueError(f"{Path(path).name}: the text {text.get_text()[:40]!r} runs past the figure's edge; "
+                             "move it or widen the canvas")
+
+
 def save(fig, path):
     """Write the PNG under a temporary name and rename it: a crash never leaves half a figure."""
     path = Path(path)
+    check_nothing_is_cut_off(fig, path)
     temporary = path.with_name(f".{path.name}.tmp")
     # No "Software" metadata: the file then depends only on what is drawn, not on matplotlib's version string.
     fig.savefig(temporary, dpi=DPI, format="png", metadata={"Software": None}, facecolor="white")
@@ -595,8 +610,8 @@ def fig_02_kv_cache(path):
     weights = torch.softmax(torch.tensor([1.5, 0.2, 0.6, 0.9, 1.2]), dim=0).numpy()
     grid(ax, 2.0, 2.0, values=weights[None, :], cmap="viridis", fmt=None, cell=1.6, cell_h=0.7)
     label(ax, 0.3, 1.65, "weights", ha="left", size=9)
-    label(ax, 10.5, 1.65, "softmax(query · keys / √head_dim), then weights @ values: attention over n_past + 1 "
-          "keys and values,\nthe only work that grows with the text", size=8.5, ha="left", color=COLORS["muted"])
+    label(ax, 10.5, 1.65, "softmax(query · keys / √head_dim), then weights @ values:\nattention over n_past + 1 "
+          "keys and values, the only work that grows with the text", size=8.5, ha="left", color=COLORS["muted"])
     # what is computed per step
     box(ax, 16.2, 4.7, 8.4, 4.3, "", color="white")
     label(ax, 16.5, 8.5, "computed for the new token only:", ha="left", size=9.5, weight="bold")

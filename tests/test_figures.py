@@ -91,3 +91,15 @@ def test_figures_use_the_notebooks_numbers(make_figures):
 def test_an_unknown_figure_name_is_refused_with_the_list(make_figures, tmp_path):
     with pytest.raises(ValueError, match="no figure named 01_nothing; the figures are: 01_text_to_embeddings"):
         make_figures.draw(["01_nothing"], out_dir=tmp_path)
+
+
+def test_a_figure_with_a_label_cut_off_is_refused_and_not_written(make_figures, tmp_path):
+    fig, ax = make_figures.canvas(4, 2)
+    make_figures.label(ax, 3.5, 1.0, "a label that runs past the right edge", ha="left")
+    with pytest.raises(ValueError, match="runs past the figure's edge"):
+        make_figures.save(fig, tmp_path / "cut.png")
+    assert list(tmp_path.iterdir()) == []
+    fig, ax = make_figures.canvas(4, 2)
+    make_figures.label(ax, 2.0, 1.0, "fits")
+    make_figures.save(fig, tmp_path / "fits.png")
+    assert (tmp_path / "fits.png").is_file()
