@@ -54,6 +54,9 @@ Environment variables GPT2_BASE_URL and GPT2_MIRROR_URL (or the arguments base_u
 point the downloader at other servers; URLs are `{base}/{model_size}/{file}`.
 
 Run `python gpt_download.py 124M` to download a model size ahead of time.
+
+The same weights as Hugging Face publishes them (model.safetensors with config.json) are read by
+load_gpt2_params_from_safetensors into the same params; downloading them is not part of this module yet.
 """
 
 import collections
@@ -934,6 +937,98 @@ def load_gpt2_params_from_tf_ckpt(ckpt_path, hparams):
             raise ValueError(f"{name} has shape {entries[name].shape} in {ckpt_path}; "
                              f"hparams.json implies {shape}")
     variables = {name: read_checkpoint_tensor(ckpt_path, name, entries[name], n_shards) for name in expected}
+    return variables_to_params(variables, hparams)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Reading Hugging Face's safetensors files
+#
+# The Hugging Face Hub serves the same four models (openai-community/gpt2, -medium, -large, -xl) as
+# model.safetensors and config.json. The tensors are OpenAI's, under other names, with the leading 1 of
+# the weights already dropped: "h.3.attn.c_attn.weight" [768, 2304] is "model/h3/attn/c_attn/w"
+# [1, 768, 2304]. Files written by transformers' save_pretrained put "transformer." in front of every
+# name. Besides the weights, older files also hold each block's causal-mask buffers ("attn.bias",
+# "attn.masked_bias"), which are not weights and are skipped; "lm_head.weight", when present, is the
+# token embedding again (GPT-2 ties them) and must equal it.
+
+HF_TO_OPENAI = {  # name within a block on the Hub -> name within a block in OpenAI's checkpoint
+    "ln_1.weight": "ln_1/g", "ln_1.bias": "ln_1/b",
+    "attn.c_attn.weight": "attn/c_attn/w", "attn.c_attn.bias": "attn/c_attn/b",
+    "attn.c_proj.weight": "attn/c_proj/w", "attn.c_proj.bias": "attn/c_proj/b",
+    "ln_2.weight": "ln_2/g", "ln_2.bias": "ln_2/b",
+    "mlp.c_fc.weight": "mlp/c_fc/w", "mlp.c_fc.bias": "mlp/c_fc/b",
+    "mlp.c_proj.weight": "mlp/c_proj/w", "mlp.c_proj.bias": "mlp/c_proj/b",
+}
+HF_TOP_LEVEL = {"wte.weight": "model/wte", "wpe.weight": "model/wpe", "ln_f.weight": "model/ln_f/g",
+                "ln_f.bias": "model/ln_f/b"}
+HF_BUFFERS = ("attn.bias", "attn.masked_bias")  # causal masks stored by older versions of transformers
+
+
+def openai_name_of_hf(name):
+    """OpenAI's variable name for a tensor name of a Hugging Face GPT-2 file; None for a mask buffer and
+    for lm_head.weight (the tied output head); a CheckpointError for anything else."""
+    bare = name.removeprefix("transformer.")
+    if bare in HF_TOP_LEVEL:
+        return HF_TOP_LEVEL[bare]
+    if bare == "lm_head.weight":
+        return None
+    parts = bare.split(".", 2)  # "h", the block's index, the name within the block
+    if len(parts) == 3 and parts[0] == "h" and parts[1].isdigit():
+        if parts[2] in HF_BUFFERS:
+            return None
+        if parts[2] in HF_TO_OPENAI:
+            return f"model/h{parts[1]}/{HF_TO_OPENAI[parts[2]]}"
+    raise CheckpointError(f"{name!r} is not a tensor of a Hugging Face GPT-2 model")
+
+
+def hparams_from_hf_config(config):
+    """OpenAI's hparams (n_vocab, n_ctx, n_embd, n_head, n_layer) from a Hugging Face config.json dict."""
+    try:
+        return {"n_vocab": config["vocab_size"], "n_ctx": config.get("n_ctx", config["n_positions"]),
+                "n_embd": config["n_embd"], "n_head": config["n_head"], "n_layer": config["n_layer"]}
+    except KeyError as error:
+        raise CheckpointError(f"config.json lacks {error.args[0]!r}: is it a GPT-2 model's config?") from None
+
+
+def load_gpt2_params_from_safetensors(path, hparams):
+    """Read a Hugging Face GPT-2 model.safetensors into the same nested arrays as
+    load_gpt2_params_from_tf_ckpt (so everything that loads OpenAI's checkpoint loads it unchanged).
+
+    Every tensor hparams implies must be there exactly once, float32, of its shape; anything else in the
+    file (but the mask buffers and the tied lm_head) is refused. A CheckpointError names the file and
+    the tensor.
+    """
+    from safetensors import SafetensorError, safe_open
+
+    expected = openai_variable_shapes(hparams)
+    variables, lm_head = {}, None
+    try:
+        with safe_open(str(path), framework="numpy") as tensors:
+            for name in tensors.keys():
+                openai_name = openai_name_of_hf(name)
+                if openai_name is None:
+                    if name.removeprefix("transformer.") == "lm_head.weight":
+                        lm_head = tensors.get_tensor(name)
+                    continue
+                if openai_name in variables:
+                    raise CheckpointError(f"{path} holds {openai_name} twice (with and without 'transformer.')")
+                if openai_name not in expected:
+                    raise CheckpointError(f"{path} has {name}, which config.json's sizes do not imply "
+                                          f"(n_layer={hparams['n_layer']}): do the two files belong together?")
+                array = tensors.get_tensor(name)
+                shape = expected[openai_name][1:] if len(expected[openai_name]) == 3 else expected[openai_name]
+                if array.dtype != np.float32 or array.shape != shape:
+                    raise CheckpointError(f"{name} in {path} is {array.dtype} {list(array.shape)}; config.json "
+                                          f"implies float32 {list(shape)}")
+                variables[openai_name] = array
+    except SafetensorError as error:
+        raise CheckpointError(f"{path} is damaged or not a safetensors file ({error}). Delete it and "
+                              "download it again.") from None
+    missing = sorted(set(expected) - set(variables))
+    if missing:
+        raise CheckpointError(f"{path} lacks {len(missing)} tensors config.json implies, e.g. {missing[:3]}")
+    if lm_head is not None and not np.array_equal(lm_head, variables["model/wte"]):
+        raise CheckpointError(f"{path}: lm_head.weight differs from wte.weight, but GPT-2 ties them")
     return variables_to_params(variables, hparams)
 
 
