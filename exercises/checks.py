@@ -135,7 +135,8 @@ def random_like_init(module, seed):
 def check_embed_tokens(embed_tokens):
     g = generator(1)
     tok_emb, pos_emb = nn.Embedding(12, 8), nn.Embedding(12, 8)
-    random_like_init(tok_emb, 2), random_like_init(pos_emb, 3)
+    random_like_init(tok_emb, 2)
+    random_like_init(pos_emb, 3)
     token_ids = torch.randint(0, 12, (2, 5), generator=g)
     positions = torch.arange(5)
     with torch.no_grad():
@@ -549,7 +550,8 @@ def check_lora_forward(lora_forward):
     A, B = torch.randn(8, rank, generator=g), torch.randn(rank, 6, generator=g)
     x = torch.randn(3, 8, generator=g)
     with torch.no_grad():
-        lora.A.copy_(A), lora.B.copy_(B)
+        lora.A.copy_(A)
+        lora.B.copy_(B)
         answer = lora_forward(x.clone(), linear, A.clone(), B.clone(), alpha)
         expected = linear(x) + lora(x)
         mistakes = [

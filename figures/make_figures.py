@@ -305,15 +305,21 @@ def fig_01_attention_weights(path):
     save(fig, path)
 
 
-def fig_01_causal_mask(path):
+def section_3_2_scores():
+    """01's six words and the scaled scores of section 3.2's SelfAttention(d_in=3, d_out=2), built with
+    the notebook's seed, so the numbers are the ones 01 prints."""
     from gpt2_from_scratch.architecture import SelfAttention
     words = notebook_value("01_architecture.ipynb", "words")
     x = notebook_value("01_architecture.ipynb", "x")
-    torch.manual_seed(123)  # as in the notebook: the same SelfAttention(d_in=3, d_out=2)
+    torch.manual_seed(123)  # as in the notebook
     self_attention = SelfAttention(d_in=3, d_out=2)
     with torch.no_grad():
         queries, keys = self_attention.W_query(x), self_attention.W_key(x)
-        scores = queries @ keys.T / keys.shape[-1] ** 0.5
+        return words, queries @ keys.T / keys.shape[-1] ** 0.5
+
+
+def fig_01_causal_mask(path):
+    words, scores = section_3_2_scores()
     causal_mask = torch.triu(torch.ones(6, 6, dtype=torch.bool), diagonal=1)
     masked_weights = torch.softmax(scores.masked_fill(causal_mask, float("-inf")), dim=-1)
     fig, ax = canvas(26, 10.2)
@@ -332,14 +338,8 @@ def fig_01_causal_mask(path):
 
 
 def fig_01_qkv(path):
-    from gpt2_from_scratch.architecture import SelfAttention
-    words = notebook_value("01_architecture.ipynb", "words")
-    x = notebook_value("01_architecture.ipynb", "x")
-    torch.manual_seed(123)  # as in the notebook: the same SelfAttention(d_in=3, d_out=2)
-    self_attention = SelfAttention(d_in=3, d_out=2)
-    with torch.no_grad():
-        queries, keys = self_attention.W_query(x), self_attention.W_key(x)
-        weights = torch.softmax(queries @ keys.T / keys.shape[-1] ** 0.5, dim=-1)
+    words, scores = section_3_2_scores()
+    weights = torch.softmax(scores, dim=-1)
     fig, ax = canvas(28, 13)
     top = 11.6
     grid(ax, 2.2, top - 2.6, shape=(6, 3), color=COLORS["input"], row_labels=words, title="x (6 × d_in = 3)")
