@@ -25,6 +25,7 @@ import ast
 import json
 import os
 import sys
+import textwrap
 from pathlib import Path
 
 import matplotlib
@@ -745,35 +746,22 @@ def fig_05_alpaca_prompt(path):
     label(ax, 0.3, 10.9, "One training example (instruction-data.json, entry 1) in the Alpaca template", ha="left",
           size=10.5)
     y = 10.3
-    for text, color, note in pieces:
-        lines = _wrap(text, 70)
+    for index, (text, color, note) in enumerate(pieces):
+        lines = [line for paragraph in text.split("\n") for line in textwrap.wrap(paragraph, 70) or [""]]
         h = 0.55 * len(lines) + 0.35
         box(ax, 0.4, y - h, 15.5, h, "", color=color, rounded=False)
         for k, line in enumerate(lines):
             label(ax, 0.6, y - 0.45 - k * 0.55, line, ha="left", size=8.5, family="monospace")
         label(ax, 16.3, y - h / 2, note, ha="left", size=8.5, color=COLORS["muted"])
         y -= h + 0.25
-    prompt_bottom = 10.3 - sum(0.55 * len(_wrap(t, 70)) + 0.6 for t, _, _ in pieces[:4]) + 0.25
+        if index == 3:  # the response marker: the prompt ends here
+            prompt_bottom = y + 0.25
     ax.plot([24.6, 24.8, 24.8, 24.6], [10.3, 10.3, prompt_bottom, prompt_bottom], color=COLORS["edge"], lw=1.2)
     label(ax, 25.0, (10.3 + prompt_bottom) / 2, "prompt:\nformat_input(entry)\n+ RESPONSE_MARKER", ha="left",
           size=8, rotation=0)
     label(ax, 0.4, 0.4, "At inference the model gets the prompt only and writes the rest; with mask_prompt=True the "
           "loss counts only the red part.", ha="left", size=9.5)
     save(fig, path)
-
-
-def _wrap(text, width):
-    lines = []
-    for paragraph in text.split("\n"):
-        words, line = paragraph.split(" "), ""
-        for word in words:
-            if line and len(line) + 1 + len(word) > width:
-                lines.append(line)
-                line = word
-            else:
-                line = f"{line} {word}" if line else word
-        lines.append(line)
-    return lines
 
 
 def fig_05_collate_batch(path):
