@@ -1,8 +1,8 @@
 """03's loading path against Hugging Face's GPT-2, an independent implementation.
 
-A randomly initialised transformers GPT2LMHeadModel is converted to OpenAI's variables (by the code
-below, not the notebook's), written as an OpenAI TensorFlow checkpoint, read back by gpt_download,
-and loaded by the notebook's own load_weights_into_gpt into the notebook's GPTModel. Both models must
+A randomly initialised transformers GPT2LMHeadModel is converted to OpenAI's variables (by
+gpt_download's map of Hugging Face's names, not the notebook's code), written as an OpenAI TensorFlow
+checkpoint, read back by gpt_download, and loaded by the notebook's own load_weights_into_gpt into the notebook's GPTModel. Both models must
 then give the same logits and the same loss. Every weight, layer norms and biases included, is random,
 so a wrong or missing mapping of any tensor shows.
 """
@@ -37,23 +37,15 @@ def random_hf_model(hparams, seed):
 
 
 def hf_to_openai_params(model, hparams):
-    """Hugging Face's GPT-2 state dict as OpenAI's nested params. HF keeps OpenAI's names and its
-    Conv1D weights are [in, out] like OpenAI's, so this is renaming only."""
-    state = {name: tensor.detach().numpy().copy() for name, tensor in model.state_dict().items()}
-
-    def layer(prefix, weight_key):
-        return {weight_key: state[f"{prefix}.weight"], "b": state[f"{prefix}.bias"]}
-
-    blocks = []
-    for index in range(hparams["n_layer"]):
-        h = f"transformer.h.{index}"
-        blocks.append({
-            "ln_1": layer(f"{h}.ln_1", "g"), "ln_2": layer(f"{h}.ln_2", "g"),
-            "attn": {"c_attn": layer(f"{h}.attn.c_attn", "w"), "c_proj": layer(f"{h}.attn.c_proj", "w")},
-            "mlp": {"c_fc": layer(f"{h}.mlp.c_fc", "w"), "c_proj": layer(f"{h}.mlp.c_proj", "w")},
-        })
-    return {"wte": state["transformer.wte.weight"], "wpe": state["transformer.wpe.weight"],
-            "g": state["transformer.ln_f.weight"], "b": state["transformer.ln_f.bias"], "blocks": blocks}
+    """Hugging Face's GPT-2 state dict as OpenAI's nested params. HF keeps OpenAI's tensors under other names
+    and its Conv1D weights are [in, out] like OpenAI's, so this is renaming only, by gpt_download's map of
+    the Hub's names (which tests/test_safetensors_reader.py checks against 03's own conversion)."""
+    variables = {}
+    for name, tensor in model.state_dict().items():
+        openai_name = gpt_download.openai_name_of_hf(name)
+        if openai_name is not None:  # not the tied lm_head nor a mask buffer
+            variables[openai_name] = tensor.detach().numpy().copy()
+    return gpt_download.variables_to_params(variables, hparams)
 
 
 def load_through_our_path(nb03, hf_model, hparams, models_dir):

@@ -24,23 +24,14 @@ def saved(tmp_path_factory, nb03):
     return params, hf_model, folder
 
 
-def flatten(params, prefix=""):
-    if isinstance(params, dict):
-        return {k: v for key, value in params.items() for k, v in flatten(value, f"{prefix}/{key}").items()}
-    if isinstance(params, list):
-        return {k: v for i, value in enumerate(params) for k, v in flatten(value, f"{prefix}/{i}").items()}
-    return {prefix: params}
-
-
-def test_the_same_params_as_openais_layout(saved):
+def test_the_same_params_as_openais_layout(saved, nb03):
     params, _, folder = saved
     hparams = hparams_from_hf_config(json.loads((folder / "config.json").read_text()))
     assert hparams == HPARAMS
-    loaded = flatten(load_gpt2_params_from_safetensors(folder / "model.safetensors", hparams))
-    expected = flatten(params)
-    assert loaded.keys() == expected.keys()
-    for name, array in expected.items():
-        assert loaded[name].shape == array.shape and np.array_equal(loaded[name], array), name
+    # params_to_variables (03) lists every variable hparams imply and refuses a missing one or a wrong shape.
+    loaded = nb03.params_to_variables(load_gpt2_params_from_safetensors(folder / "model.safetensors", hparams), HPARAMS)
+    for name, array in nb03.params_to_variables(params, HPARAMS).items():
+        assert np.array_equal(loaded[name], array), name
 
 
 def test_loaded_into_our_model_it_gives_hugging_faces_logits(saved, nb03):
@@ -54,15 +45,15 @@ def test_loaded_into_our_model_it_gives_hugging_faces_logits(saved, nb03):
     assert difference < 1e-5
 
 
-def test_hub_style_names_without_prefix_and_with_mask_buffers_and_tied_head(saved, tmp_path):
+def test_hub_style_names_without_prefix_and_with_mask_buffers_and_tied_head(saved, tmp_path, nb03):
     """The Hub's own files name tensors without "transformer." and may carry the causal-mask buffers."""
     params, _, folder = saved
     tensors = {name.removeprefix("transformer."): array for name, array in load_file(folder / "model.safetensors").items()}
     tensors["h.0.attn.bias"] = np.ones((1, 1, 16, 16), dtype=np.float32)
     tensors["lm_head.weight"] = tensors["wte.weight"].copy()
     save_file(tensors, tmp_path / "hub.safetensors")
-    loaded = flatten(load_gpt2_params_from_safetensors(tmp_path / "hub.safetensors", HPARAMS))
-    assert all(np.array_equal(loaded[name], array) for name, array in flatten(params).items())
+    loaded = nb03.params_to_variables(load_gpt2_params_from_safetensors(tmp_path / "hub.safetensors", HPARAMS), HPARAMS)
+    assert all(np.array_equal(loaded[name], array) for name, array in nb03.params_to_variables(params, HPARAMS).items())
 
 
 def rewritten(folder, tmp_path, change):
