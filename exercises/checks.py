@@ -312,17 +312,18 @@ def check_block_forward(block_forward):
     with torch.no_grad():
         answer = block_forward(block, x.clone())
         attn, ff, norm1, norm2 = block.attn, block.ff, block.norm1, block.norm2
+        attended = attn(norm1(x))
         post_ln = norm1(x + attn(x))
         post_ln = norm2(post_ln + ff(post_ln))
-        h = x + attn(norm1(x))
-        normalised_shortcut = norm1(x) + attn(norm1(x))
+        after_attention = x + attended
+        normalised_shortcut = norm1(x) + attended
         mistakes = [
             ("the shortcuts are missing: add each sub-layer's output to its input, x = x + attn(norm1(x))",
-             ff(norm2(attn(norm1(x))))),
+             ff(norm2(attended))),
             ("this is post-LN (norm after the addition); GPT-2 is pre-LN: x = x + attn(norm1(x))", post_ln),
             ("the shortcut adds the normalised x; it must add the un-normalised x: x + attn(norm1(x))",
              normalised_shortcut + ff(norm2(normalised_shortcut))),
-            ("the feed-forward half is missing: then x = x + ff(norm2(x))", h),
+            ("the feed-forward half is missing: then x = x + ff(norm2(x))", after_attention),
         ]
         return messages_of(compare(answer, block(x), "the output", mistakes))
 
@@ -438,10 +439,10 @@ def check_warmup_cosine_lr(warmup_cosine_lr):
 def check_nucleus_filter(nucleus_filter):
     from gpt2_from_scratch.pretraining import top_p_filter  # 02, section 7
     probabilities = torch.softmax(2 * torch.randn(4, 10, generator=generator(18)), dim=-1)
+    ordered, order = probabilities.sort(dim=-1, descending=True)
     messages = []
     for top_p in (0.5, 0.9):
         answer = nucleus_filter(probabilities.clone(), top_p)
-        ordered, order = probabilities.sort(dim=-1, descending=True)
         strict = torch.zeros_like(ordered, dtype=torch.bool).scatter(-1, order, ordered.cumsum(-1) < top_p)
         kept_strict = probabilities * strict
         kept = top_p_filter(probabilities, top_p)
