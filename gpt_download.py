@@ -55,8 +55,19 @@ point the downloader at other servers; URLs are `{base}/{model_size}/{file}`.
 
 Run `python gpt_download.py 124M` to download a model size ahead of time.
 
-The same weights as Hugging Face publishes them (model.safetensors with config.json) are read by
-load_gpt2_params_from_safetensors into the same params; downloading them is not part of this module yet.
+A second source: the Hugging Face Hub
+The Hub serves the same four models (openai-community/gpt2, -medium, -large, -xl) as
+model.safetensors with config.json. source="huggingface" (or GPT2_WEIGHTS_SOURCE=huggingface) fetches
+those two files into `models_dir/huggingface/<size>/` with the same machinery and promises as above,
+and load_gpt2_params_from_safetensors reads them into the same params, so everything after loading is
+unchanged. URLs are `{endpoint}/{repo}/resolve/{revision}/{file}`; the endpoint is base_url=, else the
+Hub's own variable HF_ENDPOINT, else https://huggingface.co; mirror_url= or GPT2_HF_MIRROR_URL names a
+second one (none by default). Verification: the published SHA-256 where known (124M's weights, at a
+pinned revision); otherwise the SHA-256 the Hub names for the file it serves (its X-Linked-Etag
+header, seen on the redirect to its storage), and in every case by content: config.json must give
+the size's published numbers, and model.safetensors must hold exactly the float32 tensors config.json
+implies. Neither source needs TensorFlow to read; TensorFlow only writes OpenAI-format checkpoints
+(03_pretrained_weights.ipynb, section 9).
 """
 
 import collections
@@ -77,6 +88,8 @@ import numpy as np
 from tqdm import tqdm
 
 MODEL_SIZES = ("124M", "355M", "774M", "1558M")
+SOURCES = ("openai", "huggingface")  # where the weights come from; the series is built around OpenAI's
+SOURCE_VARIABLE = "GPT2_WEIGHTS_SOURCE"  # the environment variable that picks one (default "openai")
 FILES = (
     "checkpoint",
     "encoder.json",
@@ -104,11 +117,14 @@ KNOWN_SHA256 = {
     ("124M", DATA_FILE): "2060c885360cc0cf41d7a6dbc4d24b5127aae20260c8b5ae521b5a6578407118",
     ("124M", "model.ckpt.index"): "71916f763f9746f9b2a06b12d91996cf1084ae008d0424543d39391c5f2dc687",
     ("124M", "model.ckpt.meta"): "4668c448fa11531fd6700460487f73e82d3272960cea942252f8744bf225c77b",
+    # The Hub's file at HF_REVISIONS["124M"] (the hash projects pinning that revision record).
+    ("124M", "model.safetensors"): "248dfc3911869ec493c76e65bf2fcf7f615828b0254c12b473182f0f81d3a707",
 }
 # Sizes of the weight files we know (float32: 4 bytes a parameter): checked before hashing.
 KNOWN_SIZES = {
     ("124M", DATA_FILE): 497_759_232,
     ("355M", DATA_FILE): 1_419_292_672,
+    ("124M", "model.safetensors"): 548_105_171,
 }
 # hparams.json of each size as OpenAI published it.
 HPARAMS_KEYS = ("n_vocab", "n_ctx", "n_embd", "n_head", "n_layer")
@@ -118,6 +134,16 @@ KNOWN_HPARAMS = {
     "774M": {"n_vocab": 50257, "n_ctx": 1024, "n_embd": 1280, "n_head": 20, "n_layer": 36},
     "1558M": {"n_vocab": 50257, "n_ctx": 1024, "n_embd": 1600, "n_head": 25, "n_layer": 48},
 }
+
+# The Hugging Face Hub's copies of the same models.
+HF_ENDPOINT = "https://huggingface.co"
+HF_REPOS = {"124M": "openai-community/gpt2", "355M": "openai-community/gpt2-medium",
+            "774M": "openai-community/gpt2-large", "1558M": "openai-community/gpt2-xl"}
+# Pinned where the file's SHA-256 is known, so the bytes can never change under us; the other sizes
+# follow "main" and are checked against the SHA-256 the Hub names (X-Linked-Etag) and by content.
+HF_REVISIONS = {"124M": "607a30d783dfa663caf39e06633721c8d4cfcd7e"}
+HF_FILES = ("config.json", "model.safetensors")  # in this order: the weights are checked against the config
+HF_FOLDER = "huggingface"  # the Hub's files go to models_dir/huggingface/<size>/, beside OpenAI's <size>/
 MANIFEST = "manifest.json"
 CHUNK_BYTES = 1 << 20
 # A download that brings fewer bytes than this per second, over any stretch of `timeout` seconds,
@@ -146,44 +172,90 @@ class _SourceFailed(Exception):
 # Downloading
 # --------------------------------------------------------------------------------------------------
 
-def download_and_load_gpt2(model_size, models_dir, *, base_url=None, mirror_url=None, retries=3,
-                           backoff=0.5, timeout=30, progress=True):
-    """Make sure `models_dir/model_size` holds OpenAI's seven files, verified, then read the weights.
+def download_and_load_gpt2(model_size, models_dir, *, source=None, base_url=None, mirror_url=None,
+                           retries=3, backoff=0.5, timeout=30, progress=True):
+    """Make sure the files of GPT-2 `model_size` are in models_dir, verified, then read the weights.
 
-    Returns (hparams, params): hparams is hparams.json as a dict, params is what
-    load_gpt2_params_from_tf_ckpt returns. Files already recorded in the folder's manifest are
-    checked on disk (size and SHA-256) and not downloaded again; no network request is made then.
+    source: "openai" (OpenAI's seven files in `models_dir/model_size`) or "huggingface" (the Hub's
+    config.json and model.safetensors in `models_dir/huggingface/model_size`); None means the
+    environment variable GPT2_WEIGHTS_SOURCE, else "openai". Both give the same result for the same
+    weights: (hparams, params), hparams as in OpenAI's hparams.json (n_vocab, n_ctx, n_embd, n_head,
+    n_layer), params as load_gpt2_params_from_tf_ckpt returns them. Files already recorded in the
+    folder's manifest are checked on disk (size and SHA-256) and not downloaded again; no network
+    request is made then.
     """
-    ensure_gpt2_files(model_size, models_dir, base_url=base_url, mirror_url=mirror_url,
-                      retries=retries, backoff=backoff, timeout=timeout, progress=progress)
-    model_dir = Path(models_dir) / model_size
+    source = weights_source(source)
+    model_dir = ensure_gpt2_files(model_size, models_dir, source=source, base_url=base_url,
+                                  mirror_url=mirror_url, retries=retries, backoff=backoff, timeout=timeout,
+                                  progress=progress)
+    if source == "huggingface":
+        hparams = hparams_from_hf_config(json.loads((model_dir / "config.json").read_text(encoding="utf-8")))
+        return hparams, load_gpt2_params_from_safetensors(model_dir / "model.safetensors", hparams)
     hparams = json.loads((model_dir / "hparams.json").read_text(encoding="utf-8"))
     params = load_gpt2_params_from_tf_ckpt(model_dir / "model.ckpt", hparams)
     return hparams, params
 
 
-def ensure_gpt2_files(model_size, models_dir, *, base_url=None, mirror_url=None, retries=3,
-                      backoff=0.5, timeout=30, progress=True):
-    """Download whatever is missing or wrong in `models_dir/model_size`; return the folder.
+def weights_source(source=None):
+    """The source to use: `source` if given, else GPT2_WEIGHTS_SOURCE, else "openai"."""
+    chosen = source if source is not None else (os.environ.get(SOURCE_VARIABLE) or "openai")
+    if chosen not in SOURCES:
+        origin = "source=" if source is not None else f"the environment variable {SOURCE_VARIABLE}"
+        raise ValueError(f"{origin} must be {' or '.join(map(repr, SOURCES))}; got {chosen!r}")
+    return chosen
 
+
+def model_folder(model_size, models_dir, source=None):
+    """Where ensure_gpt2_files puts a size's files: models_dir/<size> for OpenAI's,
+    models_dir/huggingface/<size> for the Hub's."""
+    if weights_source(source) == "huggingface":
+        return Path(models_dir) / HF_FOLDER / model_size
+    return Path(models_dir) / model_size
+
+
+def source_files(source=None):
+    """The files of one model size from this source, in the order they are verified."""
+    return HF_FILES if weights_source(source) == "huggingface" else VERIFY_ORDER
+
+
+def hf_file_url(endpoint, model_size, name):
+    """The Hub's address of one file: {endpoint}/{repo}/resolve/{revision}/{name}."""
+    return f"{endpoint.rstrip('/')}/{HF_REPOS[model_size]}/resolve/{HF_REVISIONS.get(model_size, 'main')}/{name}"
+
+
+def ensure_gpt2_files(model_size, models_dir, *, source=None, base_url=None, mirror_url=None, retries=3,
+                      backoff=0.5, timeout=30, progress=True):
+    """Download whatever is missing or wrong in the size's folder (see model_folder); return the folder.
+
+    base_url, mirror_url: the servers, tried in this order. For OpenAI's files they default to
+    GPT2_BASE_URL / GPT2_MIRROR_URL, else OpenAI's storage and a public mirror; for the Hub's to
+    HF_ENDPOINT, else https://huggingface.co, and GPT2_HF_MIRROR_URL, else none.
     retries: attempts per server and file; backoff: seconds before the second attempt (doubling);
     timeout: seconds a connection may stay silent (and the window of the MIN_BYTES_PER_SECOND check).
     """
+    source = weights_source(source)
     if model_size not in MODEL_SIZES:
         raise ValueError(f"model_size must be one of {', '.join(MODEL_SIZES)}; got {model_size!r}")
-    model_dir = Path(models_dir) / model_size
+    model_dir = model_folder(model_size, models_dir, source)
     if type(retries) is not int or retries < 1:
         raise ValueError(f"retries must be a whole number of at least 1 (the attempts per server), got {retries!r} "
                          f"for GPT-2 {model_size} in {model_dir}/; leave it out for the default, 3")
-    bases = [base_url or os.environ.get("GPT2_BASE_URL") or BASE_URL,
-             mirror_url or os.environ.get("GPT2_MIRROR_URL") or MIRROR_URL]
+    if source == "huggingface":
+        bases = [base_url or os.environ.get("HF_ENDPOINT") or HF_ENDPOINT,
+                 mirror_url or os.environ.get("GPT2_HF_MIRROR_URL")]
+        settings = "base_url=, mirror_url=, HF_ENDPOINT or GPT2_HF_MIRROR_URL"
+    else:
+        bases = [base_url or os.environ.get("GPT2_BASE_URL") or BASE_URL,
+                 mirror_url or os.environ.get("GPT2_MIRROR_URL") or MIRROR_URL]
+        settings = "base_url=, mirror_url=, GPT2_BASE_URL or GPT2_MIRROR_URL"
+    bases = [base for base in bases if base]
     for base in bases:
         if not base.startswith(("http://", "https://")):
-            raise ValueError(f"GPT-2's servers must be http:// or https:// URLs; got {base!r} "
-                             "(from base_url=, mirror_url=, GPT2_BASE_URL or GPT2_MIRROR_URL)")
+            raise ValueError(f"GPT-2's servers must be http:// or https:// URLs; got {base!r} (from {settings})")
+    names = source_files(source)
     with _storage("read", model_dir):
         manifest = read_manifest(model_dir)
-        if all(_recorded_problem(model_dir, model_size, name, manifest) is None for name in VERIFY_ORDER):
+        if all(_recorded_problem(model_dir, model_size, name, manifest) is None for name in names):
             return model_dir  # the usual case: nothing to write, so no lock (the folder may be read-only)
     with _storage("create the folder", model_dir):
         model_dir.mkdir(parents=True, exist_ok=True)
@@ -191,16 +263,19 @@ def ensure_gpt2_files(model_size, models_dir, *, base_url=None, mirror_url=None,
         try:
             stack.enter_context(_folder_lock(model_dir))
         except DownloadError as error:
-            if _cannot_write(error) and _complete_by_content(model_dir, model_size):
+            if _cannot_write(error) and _complete_by_content(model_dir, model_size, names):
                 return model_dir  # a complete folder we may not write to (shared, mounted read-only): verified
             raise
         manifest = read_manifest(model_dir)
-        recheck = False  # once hparams.json or the index is replaced, what was checked against it is checked again
-        for name in VERIFY_ORDER:
-            urls = [f"{base.rstrip('/')}/{model_size}/{name}" for base in bases]  # URLs, not os.path.join
+        recheck = False  # once a file others are checked against is replaced, they are checked again
+        for name in names:
+            if source == "huggingface":
+                urls = [hf_file_url(base, model_size, name) for base in bases]
+            else:
+                urls = [f"{base.rstrip('/')}/{model_size}/{name}" for base in bases]  # URLs, not os.path.join
             replaced = _ensure_file(model_dir, model_size, name, manifest, urls, recheck, retries, backoff,
                                     timeout, progress)
-            recheck = recheck or (replaced and name in ("hparams.json", "model.ckpt.index"))
+            recheck = recheck or (replaced and name in ("hparams.json", "model.ckpt.index", "config.json"))
     return model_dir
 
 
@@ -222,11 +297,11 @@ def _recorded_problem(model_dir, model_size, name, manifest):
     return None
 
 
-def _complete_by_content(model_dir, model_size):
+def _complete_by_content(model_dir, model_size, names):
     """True if every file is in the folder and passes verify_file (nothing is written)."""
     with _storage("read", model_dir):
         return all((model_dir / name).is_file() and verify_file(model_dir, model_size, name, model_dir / name) is None
-                   for name in VERIFY_ORDER)
+                   for name in names)
 
 
 def _cannot_write(error):
@@ -308,9 +383,11 @@ def known_sha256(model_size, name):
     return KNOWN_SHA256.get((model_size, name)) or KNOWN_SHA256.get((None, name))
 
 
-def verify_file(model_dir, model_size, name, path):
+def verify_file(model_dir, model_size, name, path, claimed_sha256=None):
     """What is wrong with `path` as the file `name` of GPT-2 `model_size` (None: nothing). `path` may
-    be a .part; the files before `name` in VERIFY_ORDER must already be verified in model_dir."""
+    be a .part; the files before `name` in VERIFY_ORDER (or HF_FILES) must already be verified in
+    model_dir. claimed_sha256: the SHA-256 the server named for the file it sent (the Hub's
+    X-Linked-Etag), checked where no published one is known, before the content checks."""
     if not path.is_file():
         return "it is not a regular file" + (" (a link to nothing)" if path.is_symlink() else "")
     size = path.stat().st_size
@@ -321,6 +398,14 @@ def verify_file(model_dir, model_size, name, path):
     if known is not None:
         actual = sha256_of(path)
         return None if actual == known else f"SHA-256 {actual}, expected {known}"
+    if claimed_sha256 is not None:
+        actual = sha256_of(path)
+        if actual != claimed_sha256:
+            return f"SHA-256 {actual}, but the server named {claimed_sha256} for it"
+    if name == "config.json":
+        return _hf_config_problem(path, KNOWN_HPARAMS.get(model_size))
+    if name == "model.safetensors":
+        return _safetensors_problem(path, model_dir)
     if name == "hparams.json":
         return _hparams_problem(path, KNOWN_HPARAMS.get(model_size))
     if name == "model.ckpt.meta":
@@ -329,7 +414,7 @@ def verify_file(model_dir, model_size, name, path):
         return _index_problem(path, model_dir)
     if name == DATA_FILE:
         return _data_problem(path, model_dir)
-    raise AssertionError(f"no check for {name}")  # every name in FILES has a hash or a check above
+    raise AssertionError(f"no check for {name}")  # every name in FILES and HF_FILES has a check above
 
 
 def _hparams_problem(path, published):
@@ -408,6 +493,37 @@ def _data_problem(path, model_dir):
     return None
 
 
+def _hf_config_problem(path, published):
+    """config.json must be a JSON object from which hparams_from_hf_config gets valid hparams, and they
+    must be the size's published numbers."""
+    try:
+        config = json.loads(path.read_bytes().decode("utf-8"))
+        if not isinstance(config, dict):
+            return "not a JSON object"
+        hparams = hparams_from_hf_config(config)
+    except (UnicodeDecodeError, ValueError) as error:  # CheckpointError is a ValueError
+        return f"not a GPT-2 config.json ({error})"
+    wrong = [key for key in HPARAMS_KEYS if type(hparams[key]) is not int or hparams[key] < 1]
+    if wrong:
+        return f"{', '.join(wrong)} must be positive whole numbers; got {hparams!r:.200}"
+    if hparams["n_embd"] % hparams["n_head"]:
+        return f"n_embd {hparams['n_embd']} is not a multiple of n_head {hparams['n_head']}"
+    if published is not None and hparams != published:
+        return f"it gives {hparams}, but OpenAI published {published}"
+    return None
+
+
+def _safetensors_problem(path, model_dir):
+    """model.safetensors must be a whole safetensors file holding exactly the float32 tensors that the
+    verified config.json implies (its header is read, not the tensors: safetensors stores no checksum)."""
+    hparams = hparams_from_hf_config(json.loads((model_dir / "config.json").read_text(encoding="utf-8")))
+    try:
+        safetensors_layout(path, hparams)
+    except CheckpointError as error:
+        return str(error).replace(str(path), path.name)  # the caller names the folder
+    return None
+
+
 # ---- Fetching ------------------------------------------------------------------------------------
 
 def _download_from_any(model_dir, model_size, name, urls, rejected, retries, backoff, timeout, progress):
@@ -416,7 +532,7 @@ def _download_from_any(model_dir, model_size, name, urls, rejected, retries, bac
     failures = []
     for url in urls:
         try:
-            return _download_one(url, path, lambda part: verify_file(model_dir, model_size, name, part),
+            return _download_one(url, path, lambda part, **claims: verify_file(model_dir, model_size, name, part, **claims),
                                  retries, backoff, timeout, progress)
         except _SourceFailed as error:
             failures.append(f"  {url}: {error}")
@@ -424,14 +540,22 @@ def _download_from_any(model_dir, model_size, name, urls, rejected, retries, bac
                 print(f"{url}: {error}; trying the next server", file=sys.stderr)
     kept = (f"The file that was at {path} failed its check and is kept as {rejected}; delete it once "
             "you have a good copy.\n") if os.path.lexists(rejected) else ""
+    if name in HF_FILES:
+        by_hand = (f"To place the files by hand: download {' and '.join(HF_FILES)} of {HF_REPOS[model_size]} "
+                   f"from the Hugging Face Hub ({urls[0].rsplit('/', 1)[0]}/<file>);\n")
+        other_servers = ("Other servers: set HF_ENDPOINT / GPT2_HF_MIRROR_URL, or pass base_url= / mirror_url=; "
+                         "or use OpenAI's files instead: source=\"openai\" (GPT2_WEIGHTS_SOURCE=openai).")
+    else:
+        by_hand = (f"To place the files by hand: download these {len(FILES)} files from any copy of OpenAI's "
+                   f"GPT-2 {model_size} release ({urls[0].rsplit('/', 1)[0]}/<file>): {', '.join(FILES)};\n")
+        other_servers = ("Other mirrors: set GPT2_BASE_URL / GPT2_MIRROR_URL, or pass base_url= / mirror_url=; "
+                         "or use the Hugging Face Hub's copy instead: source=\"huggingface\" "
+                         "(GPT2_WEIGHTS_SOURCE=huggingface).")
     raise DownloadError(
         f"Could not download {name} for GPT-2 {model_size} into {model_dir}/.\n"
-        + "\n".join(failures) + "\n" + kept +
-        f"To place the files by hand: download these {len(FILES)} files from any copy of OpenAI's "
-        f"GPT-2 {model_size} release ({urls[0].rsplit('/', 1)[0]}/<file>): {', '.join(FILES)};\n"
+        + "\n".join(failures) + "\n" + kept + by_hand +
         f"put them in {model_dir}/ and run this again: files found there are verified (published "
-        "SHA-256, or their contents) and then used without any network access.\n"
-        "Other mirrors: set GPT2_BASE_URL / GPT2_MIRROR_URL, or pass base_url= / mirror_url=."
+        "SHA-256, or their contents) and then used without any network access.\n" + other_servers
     )
 
 
@@ -449,7 +573,8 @@ def _download_one(url, path, verify, retries, backoff, timeout, progress):
         else:
             _fetch_with_retries(url, part, retries, backoff, timeout, progress)
         with _storage("read", part):
-            problem = verify(part)
+            claimed = (_read_part_state(part) or {}).get("sha256")  # what the server named, if it did
+            problem = verify(part, **({"claimed_sha256": claimed} if claimed else {}))
             if problem is None:
                 entry = {"size": part.stat().st_size, "sha256": sha256_of(part), "source": source}
         if problem is None:
@@ -496,8 +621,10 @@ def _fetch_into(url, part, timeout, progress):
     headers = {"User-Agent": "gpt_download"}
     if resume:
         headers |= {"Range": f"bytes={offset}-", "If-Range": state["validator"]}
+    claims = []  # SHA-256s the server names for the file (the Hub's X-Linked-Etag), on a redirect or the answer
+    opener = urllib.request.build_opener(_NotingRedirects(claims))
     try:
-        response = urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout)
+        response = opener.open(urllib.request.Request(url, headers=headers), timeout=timeout)
     except urllib.error.HTTPError as error:
         if error.code == 416 and resume and (error.headers.get("Content-Range") or "").endswith(f"/{offset}"):
             return  # the .part already holds the whole file ("bytes */<its size>")
@@ -524,7 +651,9 @@ def _fetch_into(url, part, timeout, progress):
             total = int(length) if length is not None else None
             _discard_part(part)
             offset, append = 0, False
-            _write_part_state(part, {"url": url, "validator": _validator(response.headers), "length": total})
+            claimed = _named_sha256(response.headers) or (claims[-1] if claims else None)
+            _write_part_state(part, {"url": url, "validator": _validator(response.headers), "length": total,
+                                     "sha256": claimed})
         else:
             raise _ServerError(f"unexpected HTTP {response.status} for a download")
         received = offset
@@ -546,6 +675,28 @@ def _fetch_into(url, part, timeout, progress):
     if total is not None and received != total:
         # http.client returns b"" rather than raising when the connection drops early.
         raise _ServerError(f"connection closed after {received:,} of {total:,} bytes")
+
+
+class _NotingRedirects(urllib.request.HTTPRedirectHandler):
+    """Follows redirects as urllib does, noting the SHA-256 a redirect names for the file: the Hub
+    answers a file's address with a redirect to its storage that carries X-Linked-Etag, the SHA-256
+    of the file (the storage's own answer does not)."""
+
+    def __init__(self, claims):
+        super().__init__()
+        self.claims = claims
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        claimed = _named_sha256(headers)
+        if claimed:
+            self.claims.append(claimed)
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
+def _named_sha256(headers):
+    """The SHA-256 an answer names for its file in X-Linked-Etag (the Hub's large files), or None."""
+    value = (headers.get("X-Linked-Etag") or "").removeprefix("W/").strip('"').lower()
+    return value if len(value) == 64 and all(c in "0123456789abcdef" for c in value) else None
 
 
 def _validator(headers):
@@ -990,43 +1141,83 @@ def hparams_from_hf_config(config):
         raise CheckpointError(f"config.json lacks {error.args[0]!r}: is it a GPT-2 model's config?") from None
 
 
-def load_gpt2_params_from_safetensors(path, hparams):
-    """Read a Hugging Face GPT-2 model.safetensors into the same nested arrays as
-    load_gpt2_params_from_tf_ckpt (so everything that loads OpenAI's checkpoint loads it unchanged).
+_SAFETENSORS_DTYPES = {"F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfloat16",
+                       "I64": "int64", "I32": "int32", "I16": "int16", "I8": "int8", "U8": "uint8", "BOOL": "bool"}
 
-    Every tensor hparams implies must be there exactly once, float32, of its shape; anything else in the
-    file (but the mask buffers and the tied lm_head) is refused. A CheckpointError names the file and
-    the tensor.
-    """
+
+def safetensors_layout(path, hparams):
+    """Check a GPT-2 model.safetensors against hparams from its header alone (no tensor is read):
+    every tensor hparams implies must be there exactly once, float32, of its shape, and nothing else but
+    the mask buffers and the tied lm_head. Returns {name in the file: OpenAI's name, or None for a tensor
+    to skip}; a CheckpointError names the file and the tensor."""
     from safetensors import SafetensorError, safe_open
 
     expected = openai_variable_shapes(hparams)
-    variables, lm_head = {}, None
+    layout, found = {}, {}
     try:
         with safe_open(str(path), framework="numpy") as tensors:
             for name in tensors.keys():
                 openai_name = openai_name_of_hf(name)
+                layout[name] = openai_name
                 if openai_name is None:
-                    if name.removeprefix("transformer.") == "lm_head.weight":
-                        lm_head = tensors.get_tensor(name)
                     continue
-                if openai_name in variables:
+                if openai_name in found:
                     raise CheckpointError(f"{path} holds {openai_name} twice (with and without 'transformer.')")
                 if openai_name not in expected:
                     raise CheckpointError(f"{path} has {name}, which config.json's sizes do not imply "
                                           f"(n_layer={hparams['n_layer']}): do the two files belong together?")
-                array = tensors.get_tensor(name)
-                shape = expected[openai_name][1:] if len(expected[openai_name]) == 3 else expected[openai_name]
-                if array.dtype != np.float32 or array.shape != shape:
-                    raise CheckpointError(f"{name} in {path} is {array.dtype} {list(array.shape)}; config.json "
-                                          f"implies float32 {list(shape)}")
-                variables[openai_name] = array
+                tensor = tensors.get_slice(name)
+                dtype, shape = tensor.get_dtype(), tuple(tensor.get_shape())
+                wanted = expected[openai_name][1:] if len(expected[openai_name]) == 3 else expected[openai_name]
+                if dtype != "F32" or shape != wanted:
+                    raise CheckpointError(f"{name} in {path} is {_SAFETENSORS_DTYPES.get(dtype, dtype)} {list(shape)}; "
+                                          f"config.json implies float32 {list(wanted)}")
+                found[openai_name] = name
     except SafetensorError as error:
         raise CheckpointError(f"{path} is damaged or not a safetensors file ({error}). Delete it and "
                               "download it again.") from None
-    missing = sorted(set(expected) - set(variables))
+    missing = sorted(set(expected) - set(found))
     if missing:
         raise CheckpointError(f"{path} lacks {len(missing)} tensors config.json implies, e.g. {missing[:3]}")
+    return layout
+
+
+def safetensors_variables(path):
+    """The tensors of a GPT-2 model.safetensors under OpenAI's names and shapes, from its header alone:
+    {"model/h0/attn/c_attn/w": (1, 768, 2304), ...}, like checkpoint_variables for OpenAI's files
+    (the mask buffers and the tied lm_head are left out: they are not variables of OpenAI's checkpoint)."""
+    from safetensors import SafetensorError, safe_open
+
+    shapes = {}
+    try:
+        with safe_open(str(path), framework="numpy") as tensors:
+            for name in tensors.keys():
+                openai_name = openai_name_of_hf(name)
+                if openai_name is not None:
+                    shape = tuple(tensors.get_slice(name).get_shape())
+                    shapes[openai_name] = (1, *shape) if openai_name.endswith("/w") and len(shape) == 2 else shape
+    except SafetensorError as error:
+        raise CheckpointError(f"{path} is damaged or not a safetensors file ({error})") from None
+    return shapes
+
+
+def load_gpt2_params_from_safetensors(path, hparams):
+    """Read a Hugging Face GPT-2 model.safetensors into the same nested arrays as
+    load_gpt2_params_from_tf_ckpt (so everything that loads OpenAI's checkpoint loads it unchanged).
+
+    The file is first checked by safetensors_layout; a tied lm_head.weight must equal wte.weight.
+    A CheckpointError names the file and the tensor.
+    """
+    from safetensors import safe_open
+
+    layout = safetensors_layout(path, hparams)
+    variables, lm_head = {}, None
+    with safe_open(str(path), framework="numpy") as tensors:
+        for name, openai_name in layout.items():
+            if openai_name is not None:
+                variables[openai_name] = tensors.get_tensor(name)
+            elif name.removeprefix("transformer.") == "lm_head.weight":
+                lm_head = tensors.get_tensor(name)
     if lm_head is not None and not np.array_equal(lm_head, variables["model/wte"]):
         raise CheckpointError(f"{path}: lm_head.weight differs from wte.weight, but GPT-2 ties them")
     return variables_to_params(variables, hparams)
@@ -1155,12 +1346,16 @@ def params_location(params, name):
 if __name__ == "__main__":
     import argparse
 
-    parser = argparse.ArgumentParser(description="Download (and verify) OpenAI's GPT-2 checkpoint files.")
+    parser = argparse.ArgumentParser(description="Download (and verify) GPT-2's pretrained weights: OpenAI's "
+                                     "TensorFlow checkpoint files, or the Hugging Face Hub's safetensors copy.")
     parser.add_argument("model_size", choices=MODEL_SIZES)
     parser.add_argument("--models-dir", default="models/gpt2")
+    parser.add_argument("--source", choices=SOURCES, default=None,
+                        help=f"where to download from (default: ${SOURCE_VARIABLE}, else openai)")
     arguments = parser.parse_args()
     try:
-        folder = ensure_gpt2_files(arguments.model_size, arguments.models_dir)
-    except DownloadError as error:
+        folder = ensure_gpt2_files(arguments.model_size, arguments.models_dir, source=arguments.source)
+    except (DownloadError, ValueError) as error:
         sys.exit(f"error: {error}")  # the message says what to do; a traceback would bury it
-    print(f"GPT-2 {arguments.model_size}: all {len(FILES)} files verified in {folder}/")
+    files = source_files(arguments.source)
+    print(f"GPT-2 {arguments.model_size}: all {len(files)} files verified in {folder}/")

@@ -19,12 +19,12 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from gpt_download import download_and_load_gpt2
+from gpt_download import download_and_load_gpt2, weights_source
 from gpt2_from_scratch.architecture import atomic_write_path, load_gpt2_tokenizer  # 01, section 1
 from gpt2_from_scratch.architecture import GPTConfig, GPTModel, count_parameters  # 01, sections 4.5 to 5.1
 from gpt2_from_scratch.pretraining import save_checkpoint, load_checkpoint  # 02, sections 6 and 9
 from gpt2_from_scratch.weights import gpt_for_checkpoint, load_weights_into_gpt  # 03, section 5: loading
-from gpt2_from_scratch.weights import random_gpt2_params, write_gpt2_checkpoint  # 03, section 9: the stand-in
+from gpt2_from_scratch.weights import random_gpt2_params, write_gpt2_weights  # 03, section 9: the stand-in
 
 
 # 04_finetune_classify.ipynb: 1. The data

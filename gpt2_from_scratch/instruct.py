@@ -19,7 +19,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from gpt_download import download_and_load_gpt2
+from gpt_download import download_and_load_gpt2, weights_source
 from gpt2_from_scratch.architecture import atomic_write_path, load_gpt2_tokenizer  # 01, section 1
 from gpt2_from_scratch.architecture import count_parameters  # 01, section 5.1
 from gpt2_from_scratch.pretraining import text_to_token_ids, token_ids_to_text  # 02, section 1
@@ -29,7 +29,7 @@ from gpt2_from_scratch.pretraining import train_model_simple, plot_losses  # 02,
 from gpt2_from_scratch.pretraining import save_checkpoint  # 02, section 6: checkpoints, written atomically
 from gpt2_from_scratch.pretraining import generate  # 02, section 8: decoding with a key/value cache
 from gpt2_from_scratch.weights import gpt_for_checkpoint, load_weights_into_gpt  # 03, section 5: loading
-from gpt2_from_scratch.weights import random_gpt2_params, write_gpt2_checkpoint  # 03, section 9: the stand-in
+from gpt2_from_scratch.weights import random_gpt2_params, write_gpt2_weights  # 03, section 9: the stand-in
 from gpt2_from_scratch.classify import add_lora  # 04, section 10: LoRA
 from gpt2_from_scratch.classify import data_fraction, first_part  # 04, section 1: GPT2_DATA_FRACTION
 

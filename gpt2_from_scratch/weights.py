@@ -20,6 +20,9 @@ import torch
 from gpt_download import (FILES, checkpoint_variables, download_and_load_gpt2, load_gpt2_params_from_tf_ckpt,
                           openai_variable_shapes, params_location, sha256_of, write_manifest, HPARAMS_KEYS,
                           WRITER_SOURCE)
+from gpt_download import (HF_ENDPOINT, HF_FILES, HF_TO_OPENAI, HF_TOP_LEVEL, hf_file_url, hparams_from_hf_config,
+                          load_gpt2_params_from_safetensors, model_folder, safetensors_variables,
+                          weights_source)  # the Hugging Face Hub's copy of the same weights
 from gpt2_from_scratch.architecture import load_gpt2_tokenizer, create_dataloader  # 01, section 1
 from gpt2_from_scratch.architecture import MultiHeadAttention  # 01, section 3.6: attention step by step
 from gpt2_from_scratch.architecture import GPTConfig, GPTModel  # 01, sections 4.5 and 5: the model
@@ -116,6 +119,17 @@ def gpt_for_checkpoint(hparams, device="cpu"):
     return model
 
 
+# 03_pretrained_weights.ipynb: The Hub's names
+def hub_tensors(params, hparams):
+    """OpenAI's nested params under the Hub's names, as its model.safetensors stores them:
+    {"wte.weight": [n_vocab, n_embd], "h.0.attn.c_attn.weight": [n_embd, 3 * n_embd], ...}."""
+    tensors = {hub_name: checkpoint_array(params, openai_name) for hub_name, openai_name in HF_TOP_LEVEL.items()}
+    for index in range(hparams["n_layer"]):
+        for hub_name, openai_name in HF_TO_OPENAI.items():
+            tensors[f"h.{index}.{hub_name}"] = checkpoint_array(params, f"model/h{index}/{openai_name}")
+    return tensors
+
+
 # 03_pretrained_weights.ipynb: 6. The same logits as Hugging Face's GPT-2
 def to_hugging_face(params, hparams):
     """A transformers GPT2LMHeadModel holding OpenAI's weights (its parameters are named like the checkpoint)."""
@@ -124,22 +138,14 @@ def to_hugging_face(params, hparams):
     config = GPT2Config(vocab_size=hparams["n_vocab"], n_positions=hparams["n_ctx"], n_embd=hparams["n_embd"],
                         n_layer=hparams["n_layer"], n_head=hparams["n_head"], activation_function="gelu_new",
                         resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, layer_norm_epsilon=1e-5)
-    state = {"transformer.wte.weight": params["wte"], "transformer.wpe.weight": params["wpe"],
-             "transformer.ln_f.weight": params["g"], "transformer.ln_f.bias": params["b"]}
-    for index, weights in enumerate(params["blocks"]):
-        for module, tensors in (("ln_1", weights["ln_1"]), ("ln_2", weights["ln_2"]),
-                                ("attn.c_attn", weights["attn"]["c_attn"]), ("attn.c_proj", weights["attn"]["c_proj"]),
-                                ("mlp.c_fc", weights["mlp"]["c_fc"]), ("mlp.c_proj", weights["mlp"]["c_proj"])):
-            for ours, theirs in (("g", "weight"), ("b", "bias"), ("w", "weight")):
-                if ours in tensors:
-                    state[f"transformer.h.{index}.{module}.{theirs}"] = tensors[ours]
+    state = {f"transformer.{name}": np.asarray(array) for name, array in hub_tensors(params, hparams).items()}
     hf_model = GPT2LMHeadModel(config).eval()
     missing, unexpected = hf_model.load_state_dict({k: torch.from_numpy(v) for k, v in state.items()}, strict=False)
     assert not unexpected and set(missing) <= {"lm_head.weight"}, (missing, unexpected)  # lm_head is tied to wte
     return hf_model
 
 
-# 03_pretrained_weights.ipynb: 9. Exporting a model in OpenAI's format
+# 03_pretrained_weights.ipynb: 9. Exporting a model in OpenAI's format, or the Hub's
 def gpt_to_openai_params(model):
     """A GPTModel's weights as OpenAI's nested params (the inverse of load_weights_into_gpt)."""
     def array(parameter, transpose=False):
@@ -173,7 +179,7 @@ def random_gpt2_params(hparams, seed=0):
         return gpt_to_openai_params(GPTModel(config_from_hparams(hparams)))
 
 
-# 03_pretrained_weights.ipynb: 9. Exporting a model in OpenAI's format
+# 03_pretrained_weights.ipynb: 9. Exporting a model in OpenAI's format, or the Hub's
 TENSORFLOW_MISSING_EXIT_CODE = 3
 
 
@@ -210,7 +216,7 @@ def write_variables_with_tensorflow(folder):
             saver.save(session, f"{folder}/model.ckpt", write_state=False)
 
 
-# 03_pretrained_weights.ipynb: 9. Exporting a model in OpenAI's format
+# 03_pretrained_weights.ipynb: 9. Exporting a model in OpenAI's format, or the Hub's
 def tensorflow_child_environment():
     """The environment of a child process that runs TensorFlow: quiet, and kept off the GPU (it needs
     none here, and would otherwise claim the GPU's memory)."""
@@ -233,7 +239,7 @@ def run_tensorflow_writer(folder):
                            f"{result.returncode}); its output ends:\n{result.stdout[-3000:]}")
 
 
-# 03_pretrained_weights.ipynb: 9. Exporting a model in OpenAI's format
+# 03_pretrained_weights.ipynb: 9. Exporting a model in OpenAI's format, or the Hub's
 def params_to_variables(params, hparams):
     """OpenAI's nested params -> {checkpoint variable name: float32 array} (what the reader nests)."""
     variables = {}
@@ -247,7 +253,7 @@ def params_to_variables(params, hparams):
     return variables
 
 
-# 03_pretrained_weights.ipynb: 9. Exporting a model in OpenAI's format
+# 03_pretrained_weights.ipynb: 9. Exporting a model in OpenAI's format, or the Hub's
 def write_gpt2_checkpoint(params, hparams, model_dir, tokenizer_dir=None):
     """Write params in OpenAI's layout: checkpoint, hparams.json, model.ckpt.{data-00000-of-00001,index,meta},
     encoder.json, vocab.bpe, plus gpt_download's manifest, so download_and_load_gpt2 finds the folder
@@ -276,23 +282,71 @@ def write_gpt2_checkpoint(params, hparams, model_dir, tokenizer_dir=None):
         (tmp_dir / "hparams.json").write_text(json.dumps(hparams_json, indent=2) + "\n")  # as OpenAI's, byte for byte
         for name in ("encoder.json", "vocab.bpe"):
             shutil.copyfile(tokenizer_dir / name, tmp_dir / name)
-        read_back = params_to_variables(load_gpt2_params_from_tf_ckpt(tmp_dir / "model.ckpt", hparams), hparams)
-        for name, array in read_back.items():
-            if not np.array_equal(array, variables[name]):
-                raise RuntimeError(f"{name} read back differently from what was written")
-        write_manifest(tmp_dir, {name: {"size": (tmp_dir / name).stat().st_size, "sha256": sha256_of(tmp_dir / name),
-                                        "source": WRITER_SOURCE} for name in FILES})
-        if model_dir.exists():
-            old = model_dir.with_name(tmp_dir.name + "-old")
-            os.replace(model_dir, old)
-            try:
-                os.replace(tmp_dir, model_dir)
-            except OSError:
-                os.replace(old, model_dir)  # put the earlier folder back
-                raise
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp_dir, model_dir)
+        check_read_back(load_gpt2_params_from_tf_ckpt(tmp_dir / "model.ckpt", hparams), variables, hparams)
+        publish_folder(tmp_dir, model_dir, FILES)
     finally:
         shutil.rmtree(tmp_dir, ignore_errors=True)
     return model_dir
+
+
+def check_read_back(read_back, variables, hparams):
+    """Every tensor read back from a written file must equal, bit for bit, the one written."""
+    for name, array in params_to_variables(read_back, hparams).items():
+        if not np.array_equal(array, variables[name]):
+            raise RuntimeError(f"{name} read back differently from what was written")
+
+
+def publish_folder(tmp_dir, model_dir, names):
+    """Record the written files in gpt_download's manifest (as the writer's, not downloads), then give
+    tmp_dir the name model_dir; if that rename fails, an earlier folder of that name is put back."""
+    write_manifest(tmp_dir, {name: {"size": (tmp_dir / name).stat().st_size, "sha256": sha256_of(tmp_dir / name),
+                                    "source": WRITER_SOURCE} for name in names})
+    if model_dir.exists():
+        old = model_dir.with_name(tmp_dir.name + "-old")
+        os.replace(model_dir, old)
+        try:
+            os.replace(tmp_dir, model_dir)
+        except OSError:
+            os.replace(old, model_dir)  # put the earlier folder back
+            raise
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp_dir, model_dir)
+
+
+# 03_pretrained_weights.ipynb: 9. Exporting a model in OpenAI's format, or the Hub's
+HUB_CONFIG = {"architectures": ["GPT2LMHeadModel"], "model_type": "gpt2", "activation_function": "gelu_new",
+              "layer_norm_epsilon": 1e-05, "bos_token_id": 50256, "eos_token_id": 50256}  # GPT-2's, as on the Hub
+
+
+def write_gpt2_safetensors(params, hparams, model_dir):
+    """Write params as the Hugging Face Hub publishes GPT-2: config.json and model.safetensors (the Hub's
+    names, float32), plus gpt_download's manifest, so download_and_load_gpt2(..., source="huggingface")
+    finds the folder complete. Needs no TensorFlow. Returns model_dir."""
+    from safetensors.numpy import save_file
+
+    model_dir = Path(model_dir)
+    variables = params_to_variables(params, hparams)  # checks every shape against hparams
+    tensors = {name: np.ascontiguousarray(array, dtype=np.float32) for name, array in hub_tensors(params, hparams).items()}
+    config = HUB_CONFIG | {"vocab_size": hparams["n_vocab"], "n_positions": hparams["n_ctx"], "n_ctx": hparams["n_ctx"],
+                           "n_embd": hparams["n_embd"], "n_head": hparams["n_head"], "n_layer": hparams["n_layer"]}
+    model_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp_dir = Path(tempfile.mkdtemp(prefix=model_dir.name + ".partial-", dir=model_dir.parent))
+    try:
+        (tmp_dir / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+        save_file(tensors, tmp_dir / "model.safetensors", metadata={"format": "pt"})
+        read_back = load_gpt2_params_from_safetensors(tmp_dir / "model.safetensors", hparams_from_hf_config(config))
+        check_read_back(read_back, variables, hparams)
+        publish_folder(tmp_dir, model_dir, HF_FILES)
+    finally:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+    return model_dir
+
+
+def write_gpt2_weights(params, hparams, models_dir, model_size, source=None):
+    """Write params where download_and_load_gpt2(model_size, models_dir, source=source) reads them:
+    OpenAI's files (write_gpt2_checkpoint) or the Hub's (write_gpt2_safetensors). Returns the folder."""
+    model_dir = model_folder(model_size, models_dir, source)
+    if weights_source(source) == "huggingface":
+        return write_gpt2_safetensors(params, hparams, model_dir)
+    return write_gpt2_checkpoint(params, hparams, model_dir)

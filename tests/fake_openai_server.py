@@ -27,10 +27,21 @@ Faults:
     "trickle"         the body in 64-byte pieces, 0.1 s apart
 `requests` records a Request(method, file, range, if_range, status) for every request, and
 `after_request`, if set, is called with it (to change the server between two requests).
+
+With hub=True it answers as the Hugging Face Hub does: files_root holds <repo>/<name> (for example
+openai-community/gpt2-large/model.safetensors), served at {url}/<repo>/resolve/<revision>/<name>.
+A large file (.safetensors) is answered there with a 302 to {url}/storage/<repo>/<name>?signature=<n>
+(a new signature each time, like the Hub's signed storage URLs), carrying X-Linked-Etag (the SHA-256
+of the file), X-Linked-Size and X-Repo-Commit; the storage address then serves the bytes, with the
+faults above. Small files (config.json) are served at their resolve address directly.
+- `storage_body[name]`: bytes the storage serves instead of the file, while the redirect still names
+  the file's SHA-256 (bytes damaged between the Hub and its storage).
+- `revisions`: the revisions a resolve address may name (any, if None).
 """
 
 import collections
 import hashlib
+import itertools
 import socket
 import threading
 import time
@@ -41,8 +52,11 @@ Request = collections.namedtuple("Request", "method file range if_range status")
 
 
 class FakeGPT2Server:
-    def __init__(self, files_root, prefix):
-        self.files_root, self.prefix = Path(files_root), prefix.strip("/")
+    def __init__(self, files_root, prefix, hub=False):
+        self.files_root, self.prefix, self.hub = Path(files_root), prefix.strip("/"), hub
+        self.storage_body = {}
+        self.revisions = None
+        self._signatures = itertools.count()
         self.requests = []
         self.status_for_all = None
         self.queued_statuses = {}
@@ -90,6 +104,16 @@ class FakeGPT2Server:
             self._httpd.server_close()
             self._httpd = None
 
+    def _hub_file(self, inside):
+        """(<repo>/<name>, whether asked at the storage address) for a Hub path, or (None, False)."""
+        if inside.startswith("storage/"):
+            return inside.removeprefix("storage/"), True
+        repo, resolve, rest = inside.partition("/resolve/")
+        revision, _, name = rest.partition("/")
+        if not resolve or not name or (self.revisions is not None and revision not in self.revisions):
+            return None, False
+        return f"{repo}/{name}", False
+
     def gets(self, name):
         """The GET requests for one file: [(range header, status), ...]."""
         return [(request.range, request.status) for request in self.requests
@@ -98,7 +122,7 @@ class FakeGPT2Server:
     def _answer(self, handler, head):
         if self.delay:
             time.sleep(self.delay)
-        relative = handler.path.lstrip("/")
+        relative = handler.path.lstrip("/").split("?", 1)[0]
         name = relative.rsplit("/", 1)[-1]
         range_header, if_range = handler.headers.get("Range"), handler.headers.get("If-Range")
 
@@ -123,10 +147,22 @@ class FakeGPT2Server:
             return send(self.status_for_all, {"Content-Length": "0"})
         if self.queued_statuses.get(name):
             return send(self.queued_statuses[name].pop(0), {"Content-Length": "0"})
-        path = self.files_root / relative[len(self.prefix) + 1:]
+        inside = relative[len(self.prefix) + 1:]
+        if self.hub:
+            inside, from_storage = self._hub_file(inside)
+            if inside is None:
+                return send(404, {"Content-Length": "0"})
+        path = self.files_root / inside
         if not path.is_file():
             return send(404, {"Content-Length": "0"})
         body = self.replace_body.get(name, path.read_bytes())
+        if self.hub and name.endswith(".safetensors"):
+            if not from_storage:  # the Hub's answer for a large file: where to get it, and its hash
+                location = f"/{self.prefix}/storage/{inside}?signature={next(self._signatures)}"
+                return send(302, {"Location": location, "Content-Length": "0",
+                                  "X-Linked-Etag": '"' + hashlib.sha256(body).hexdigest() + '"',
+                                  "X-Linked-Size": str(len(body)), "X-Repo-Commit": "0" * 40})
+            body = self.storage_body.get(name, body)
         etag = '"' + hashlib.sha256(body).hexdigest()[:16] + '"'
         fault = self.faults[name].pop(0) if self.faults.get(name) and not head else None
 

@@ -439,10 +439,10 @@ def test_a_complete_part_left_by_a_stopped_run_is_verified_without_a_request(tmp
     primary, mirror = servers
     real_verify = gpt_download.verify_file
 
-    def stopped_while_verifying(model_dir, model_size, name, path):
+    def stopped_while_verifying(model_dir, model_size, name, path, **claims):
         if path.name.endswith(".part") and name == DATA:
             raise KeyboardInterrupt  # the reader pressed stop during the CRC32C pass
-        return real_verify(model_dir, model_size, name, path)
+        return real_verify(model_dir, model_size, name, path, **claims)
 
     monkeypatch.setattr(gpt_download, "verify_file", stopped_while_verifying)
     with pytest.raises(KeyboardInterrupt):
