@@ -58,16 +58,20 @@ Run `python gpt_download.py 124M` to download a model size ahead of time.
 A second source: the Hugging Face Hub
 The Hub serves the same four models (openai-community/gpt2, -medium, -large, -xl) as
 model.safetensors with config.json. source="huggingface" (or GPT2_WEIGHTS_SOURCE=huggingface) fetches
-those two files into `models_dir/huggingface/<size>/` with the same machinery and promises as above,
-and load_gpt2_params_from_safetensors reads them into the same params, so everything after loading is
-unchanged. URLs are `{endpoint}/{repo}/resolve/{revision}/{file}`; the endpoint is base_url=, else the
-Hub's own variable HF_ENDPOINT, else https://huggingface.co; mirror_url= or GPT2_HF_MIRROR_URL names a
-second one (none by default). Verification: the published SHA-256 where known (124M's weights, at a
-pinned revision); otherwise the SHA-256 the Hub names for the file it serves (its X-Linked-Etag
-header, seen on the redirect to its storage), and in every case by content: config.json must give
-the size's published numbers, and model.safetensors must hold exactly the float32 tensors config.json
-implies. Neither source needs TensorFlow to read; TensorFlow only writes OpenAI-format checkpoints
-(03_pretrained_weights.ipynb, section 9).
+those two files into `models_dir/huggingface/<size>/` with the same machinery (.part files resumed
+with If-Range, retries, a second server, the manifest, the lock, .rejected), and
+load_gpt2_params_from_safetensors reads them into the same params, so everything after loading is
+unchanged. URLs are `{endpoint}/{repo}/resolve/{revision}/{file}`; the endpoint is base_url=, else
+the Hub's own variable HF_ENDPOINT, else https://huggingface.co; mirror_url= or GPT2_HF_MIRROR_URL
+names a second one (none by default). Verification differs, because safetensors stores no checksum:
+a downloaded model.safetensors must have the published SHA-256 where one is known (124M, at a pinned
+revision), otherwise the SHA-256 the server named for it (the Hub's X-Linked-Etag header, on its
+redirect to storage); one with neither is refused. Both files are also checked by content: config.json
+must give the size's published numbers, and model.safetensors must hold exactly the float32 tensors
+config.json implies. A copy placed by hand can only be checked by content (and by hash for 124M).
+The manifest records the Hub's revision (X-Repo-Commit) beside each file. Neither source needs
+TensorFlow to read; TensorFlow only writes OpenAI-format checkpoints (03_pretrained_weights.ipynb,
+section 9).
 """
 
 import collections
@@ -117,7 +121,8 @@ KNOWN_SHA256 = {
     ("124M", DATA_FILE): "2060c885360cc0cf41d7a6dbc4d24b5127aae20260c8b5ae521b5a6578407118",
     ("124M", "model.ckpt.index"): "71916f763f9746f9b2a06b12d91996cf1084ae008d0424543d39391c5f2dc687",
     ("124M", "model.ckpt.meta"): "4668c448fa11531fd6700460487f73e82d3272960cea942252f8744bf225c77b",
-    # The Hub's file at HF_REVISIONS["124M"] (the hash projects pinning that revision record).
+    # The Hub's file at HF_REVISIONS["124M"], as public projects that pin that revision record it (its
+    # page: https://huggingface.co/openai-community/gpt2/blob/607a30d783dfa663caf39e06633721c8d4cfcd7e/model.safetensors).
     ("124M", "model.safetensors"): "248dfc3911869ec493c76e65bf2fcf7f615828b0254c12b473182f0f81d3a707",
 }
 # Sizes of the weight files we know (float32: 4 bytes a parameter): checked before hashing.
@@ -279,7 +284,9 @@ def ensure_gpt2_files(model_size, models_dir, *, source=None, base_url=None, mir
     return model_dir
 
 
-WRITER_SOURCE = "write_gpt2_checkpoint"  # the manifest's "source" for files 03's checkpoint writer wrote
+# The manifest's "source" for files that 03's writers wrote (write_gpt2_checkpoint, and write_gpt2_safetensors
+# for the Hub's format): the user's own files, exempt from the published hashes.
+WRITER_SOURCE = "write_gpt2_checkpoint"
 
 
 def _recorded_problem(model_dir, model_size, name, manifest):
@@ -493,6 +500,16 @@ def _data_problem(path, model_dir):
     return None
 
 
+def _verify_download(model_dir, model_size, name, path, claimed_sha256=None):
+    """verify_file for a file just downloaded. Hub weights must also have a SHA-256 to be checked against
+    (published, or named by the server): safetensors stores no checksum, so their content check cannot
+    see a damaged weight."""
+    if name == "model.safetensors" and known_sha256(model_size, name) is None and claimed_sha256 is None:
+        return ("the server named no SHA-256 for it (the Hub's X-Linked-Etag header), so its bytes cannot be "
+                "verified; use the Hub itself, or place a copy you trust by hand")
+    return verify_file(model_dir, model_size, name, path, claimed_sha256=claimed_sha256)
+
+
 def _hf_config_problem(path, published):
     """config.json must be a JSON object from which hparams_from_hf_config gets valid hparams, and they
     must be the size's published numbers."""
@@ -532,7 +549,8 @@ def _download_from_any(model_dir, model_size, name, urls, rejected, retries, bac
     failures = []
     for url in urls:
         try:
-            return _download_one(url, path, lambda part, **claims: verify_file(model_dir, model_size, name, part, **claims),
+            return _download_one(url, path, lambda part, **claims: _verify_download(model_dir, model_size, name, part,
+                                                                                    **claims),
                                  retries, backoff, timeout, progress)
         except _SourceFailed as error:
             failures.append(f"  {url}: {error}")
@@ -573,10 +591,13 @@ def _download_one(url, path, verify, retries, backoff, timeout, progress):
         else:
             _fetch_with_retries(url, part, retries, backoff, timeout, progress)
         with _storage("read", part):
-            claimed = (_read_part_state(part) or {}).get("sha256")  # what the server named, if it did
+            named = _read_part_state(part) or {}  # what the server named for the file, if it did
+            claimed, revision = named.get("sha256"), named.get("revision")
             problem = verify(part, **({"claimed_sha256": claimed} if claimed else {}))
             if problem is None:
                 entry = {"size": part.stat().st_size, "sha256": sha256_of(part), "source": source}
+                if revision:
+                    entry["revision"] = revision  # the Hub's commit (X-Repo-Commit): which version this is
         if problem is None:
             with _storage("give its final name to", part):
                 os.replace(part, path)  # only now does the file have its final name
@@ -621,7 +642,7 @@ def _fetch_into(url, part, timeout, progress):
     headers = {"User-Agent": "gpt_download"}
     if resume:
         headers |= {"Range": f"bytes={offset}-", "If-Range": state["validator"]}
-    claims = []  # SHA-256s the server names for the file (the Hub's X-Linked-Etag), on a redirect or the answer
+    claims = []  # what the server names for the file on a redirect (the Hub's X-Linked-Etag, X-Repo-Commit)
     opener = urllib.request.build_opener(_NotingRedirects(claims))
     try:
         response = opener.open(urllib.request.Request(url, headers=headers), timeout=timeout)
@@ -651,9 +672,10 @@ def _fetch_into(url, part, timeout, progress):
             total = int(length) if length is not None else None
             _discard_part(part)
             offset, append = 0, False
-            claimed = _named_sha256(response.headers) or (claims[-1] if claims else None)
+            named = [_named(response.headers), *reversed(claims)]  # the answer's own first, then the redirects'
             _write_part_state(part, {"url": url, "validator": _validator(response.headers), "length": total,
-                                     "sha256": claimed})
+                                     "sha256": next((n["sha256"] for n in named if n["sha256"]), None),
+                                     "revision": next((n["revision"] for n in named if n["revision"]), None)})
         else:
             raise _ServerError(f"unexpected HTTP {response.status} for a download")
         received = offset
@@ -678,25 +700,27 @@ def _fetch_into(url, part, timeout, progress):
 
 
 class _NotingRedirects(urllib.request.HTTPRedirectHandler):
-    """Follows redirects as urllib does, noting the SHA-256 a redirect names for the file: the Hub
-    answers a file's address with a redirect to its storage that carries X-Linked-Etag, the SHA-256
-    of the file (the storage's own answer does not)."""
+    """Follows redirects as urllib does, noting what each redirect names for the file: the Hub answers
+    a large file's address with a redirect to its storage that carries X-Linked-Etag, the SHA-256 of
+    the file, and X-Repo-Commit, the repository's revision (the storage's own answer carries neither)."""
 
     def __init__(self, claims):
         super().__init__()
         self.claims = claims
 
     def redirect_request(self, req, fp, code, msg, headers, newurl):
-        claimed = _named_sha256(headers)
-        if claimed:
-            self.claims.append(claimed)
+        self.claims.append(_named(headers))
         return super().redirect_request(req, fp, code, msg, headers, newurl)
 
 
-def _named_sha256(headers):
-    """The SHA-256 an answer names for its file in X-Linked-Etag (the Hub's large files), or None."""
-    value = (headers.get("X-Linked-Etag") or "").removeprefix("W/").strip('"').lower()
-    return value if len(value) == 64 and all(c in "0123456789abcdef" for c in value) else None
+def _named(headers):
+    """{"sha256": the SHA-256 an answer names for its file in X-Linked-Etag, "revision": its
+    X-Repo-Commit}, each None where absent or malformed."""
+    sha256 = (headers.get("X-Linked-Etag") or "").removeprefix("W/").strip('"').lower()
+    commit = (headers.get("X-Repo-Commit") or "").strip().lower()
+    hexadecimal = set("0123456789abcdef")
+    return {"sha256": sha256 if len(sha256) == 64 and set(sha256) <= hexadecimal else None,
+            "revision": commit if len(commit) == 40 and set(commit) <= hexadecimal else None}
 
 
 def _validator(headers):

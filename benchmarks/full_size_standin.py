@@ -130,7 +130,7 @@ def run_notebook(name, size, fraction, models_dir, timeout):
         (work / entry).symlink_to(REPO_ROOT / entry)
     notebook = nbformat.read(REPO_ROOT / f"{name}.ipynb", as_version=4)
     os.environ.update(GPT2_PROFILE="full", GPT2_MODELS_DIR=str(models_dir), GPT2_DATA_FRACTION=str(fraction),
-                      GPT2_INSTRUCT_SIZE=size)
+                      GPT2_INSTRUCT_SIZE=size, GPT2_WEIGHTS_SOURCE="openai")  # the stand-in is in OpenAI's format
     client = NotebookClient(notebook, timeout=timeout, kernel_name="python3",
                             resources={"metadata": {"path": str(work)}})
     results, total_start = [], time.perf_counter()

@@ -120,7 +120,7 @@ def gpt_for_checkpoint(hparams, device="cpu"):
 
 
 # 03_pretrained_weights.ipynb: The Hub's names
-def hub_tensors(params, hparams):
+def hf_tensors(params, hparams):
     """OpenAI's nested params under the Hub's names, as its model.safetensors stores them:
     {"wte.weight": [n_vocab, n_embd], "h.0.attn.c_attn.weight": [n_embd, 3 * n_embd], ...}."""
     tensors = {hub_name: checkpoint_array(params, openai_name) for hub_name, openai_name in HF_TOP_LEVEL.items()}
@@ -138,7 +138,7 @@ def to_hugging_face(params, hparams):
     config = GPT2Config(vocab_size=hparams["n_vocab"], n_positions=hparams["n_ctx"], n_embd=hparams["n_embd"],
                         n_layer=hparams["n_layer"], n_head=hparams["n_head"], activation_function="gelu_new",
                         resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, layer_norm_epsilon=1e-5)
-    state = {f"transformer.{name}": np.asarray(array) for name, array in hub_tensors(params, hparams).items()}
+    state = {f"transformer.{name}": np.asarray(array) for name, array in hf_tensors(params, hparams).items()}
     hf_model = GPT2LMHeadModel(config).eval()
     missing, unexpected = hf_model.load_state_dict({k: torch.from_numpy(v) for k, v in state.items()}, strict=False)
     assert not unexpected and set(missing) <= {"lm_head.weight"}, (missing, unexpected)  # lm_head is tied to wte
@@ -315,7 +315,7 @@ def publish_folder(tmp_dir, model_dir, names):
 
 
 # 03_pretrained_weights.ipynb: 9. Exporting a model in OpenAI's format, or the Hub's
-HUB_CONFIG = {"architectures": ["GPT2LMHeadModel"], "model_type": "gpt2", "activation_function": "gelu_new",
+HF_CONFIG = {"architectures": ["GPT2LMHeadModel"], "model_type": "gpt2", "activation_function": "gelu_new",
               "layer_norm_epsilon": 1e-05, "bos_token_id": 50256, "eos_token_id": 50256}  # GPT-2's, as on the Hub
 
 
@@ -327,8 +327,8 @@ def write_gpt2_safetensors(params, hparams, model_dir):
 
     model_dir = Path(model_dir)
     variables = params_to_variables(params, hparams)  # checks every shape against hparams
-    tensors = {name: np.ascontiguousarray(array, dtype=np.float32) for name, array in hub_tensors(params, hparams).items()}
-    config = HUB_CONFIG | {"vocab_size": hparams["n_vocab"], "n_positions": hparams["n_ctx"], "n_ctx": hparams["n_ctx"],
+    tensors = {name: np.ascontiguousarray(array, dtype=np.float32) for name, array in hf_tensors(params, hparams).items()}
+    config = HF_CONFIG | {"vocab_size": hparams["n_vocab"], "n_positions": hparams["n_ctx"], "n_ctx": hparams["n_ctx"],
                            "n_embd": hparams["n_embd"], "n_head": hparams["n_head"], "n_layer": hparams["n_layer"]}
     model_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp_dir = Path(tempfile.mkdtemp(prefix=model_dir.name + ".partial-", dir=model_dir.parent))

@@ -37,6 +37,8 @@ faults above. Small files (config.json) are served at their resolve address dire
 - `storage_body[name]`: bytes the storage serves instead of the file, while the redirect still names
   the file's SHA-256 (bytes damaged between the Hub and its storage).
 - `revisions`: the revisions a resolve address may name (any, if None).
+- `commit`: the revision the Hub names in X-Repo-Commit (on the redirect, and on small files' answers).
+- `name_no_sha256`: leave X-Linked-Etag out of the redirect (a mirror that does not name the hash).
 """
 
 import collections
@@ -55,7 +57,9 @@ class FakeGPT2Server:
     def __init__(self, files_root, prefix, hub=False):
         self.files_root, self.prefix, self.hub = Path(files_root), prefix.strip("/"), hub
         self.storage_body = {}
+        self.name_no_sha256 = False
         self.revisions = None
+        self.commit = hashlib.sha1(str(self.files_root).encode()).hexdigest()  # the revision a hub names
         self._signatures = itertools.count()
         self.requests = []
         self.status_for_all = None
@@ -160,8 +164,9 @@ class FakeGPT2Server:
             if not from_storage:  # the Hub's answer for a large file: where to get it, and its hash
                 location = f"/{self.prefix}/storage/{inside}?signature={next(self._signatures)}"
                 return send(302, {"Location": location, "Content-Length": "0",
-                                  "X-Linked-Etag": '"' + hashlib.sha256(body).hexdigest() + '"',
-                                  "X-Linked-Size": str(len(body)), "X-Repo-Commit": "0" * 40})
+                                  **({} if self.name_no_sha256 else
+                                     {"X-Linked-Etag": '"' + hashlib.sha256(body).hexdigest() + '"'}),
+                                  "X-Linked-Size": str(len(body)), "X-Repo-Commit": self.commit})
             body = self.storage_body.get(name, body)
         etag = '"' + hashlib.sha256(body).hexdigest()[:16] + '"'
         fault = self.faults[name].pop(0) if self.faults.get(name) and not head else None
@@ -181,6 +186,8 @@ class FakeGPT2Server:
         status = 206 if start else 200
         payload = body[start:]
         headers = {"ETag": etag, "Content-Type": "application/octet-stream"}
+        if self.hub and not from_storage:
+            headers["X-Repo-Commit"] = self.commit  # the Hub names its revision on every answer
         if status == 206:
             headers["Content-Range"] = f"bytes {start}-{len(body) - 1}/{len(body)}"
         honest_length = {"Content-Length": str(len(payload))}

@@ -149,7 +149,7 @@ def test_second_call_needs_no_server_and_no_network(tmp_path, served, servers, m
     def no_network(*args, **kwargs):
         raise AssertionError("download_and_load_gpt2 made a network request")
 
-    monkeypatch.setattr(urllib.request, "urlopen", no_network)
+    monkeypatch.setattr(urllib.request.OpenerDirector, "open", no_network)  # every urllib request goes through it
     monkeypatch.setattr(socket, "create_connection", no_network)
     _, second = download(tmp_path, servers)
     for name, array in flat(first).items():

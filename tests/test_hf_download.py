@@ -25,12 +25,14 @@ from fake_openai_server import FakeGPT2Server
 TINY = {"n_vocab": 100, "n_ctx": 16, "n_embd": 8, "n_head": 2, "n_layer": 2}
 SIZE = "774M"
 REPO = gpt_download.HF_REPOS[SIZE]
+HUB_LAYOUT_SIZE = "1558M"  # served as the Hub's own file is laid out (see `published`)
 WEIGHTS = "model.safetensors"
 
 
 @pytest.fixture(autouse=True)
 def size_without_published_hparams(monkeypatch):
     monkeypatch.delitem(gpt_download.KNOWN_HPARAMS, SIZE)
+    monkeypatch.delitem(gpt_download.KNOWN_HPARAMS, HUB_LAYOUT_SIZE)
 
 
 @pytest.fixture(scope="module")
@@ -40,6 +42,16 @@ def published(tmp_path_factory):
     hub_root, openai_root = tmp_path_factory.mktemp("hub"), tmp_path_factory.mktemp("openai")
     hf_model = nb03.to_hugging_face(params, TINY)
     hf_model.save_pretrained(hub_root / REPO, safe_serialization=True)
+    # The Hub's own files differ from what save_pretrained writes: no "transformer." before the names, and
+    # each block's causal-mask buffers saved beside the weights (older versions of transformers kept them).
+    hub_layout = {name.removeprefix("transformer."): array
+                  for name, array in load_file(hub_root / REPO / WEIGHTS).items()}
+    for block in range(TINY["n_layer"]):
+        hub_layout[f"h.{block}.attn.bias"] = np.tril(np.ones((TINY["n_ctx"],) * 2, np.float32))[None, None]
+        hub_layout[f"h.{block}.attn.masked_bias"] = np.array(-1e4, np.float32)
+    (hub_root / gpt_download.HF_REPOS[HUB_LAYOUT_SIZE]).mkdir(parents=True)
+    save_file(hub_layout, hub_root / gpt_download.HF_REPOS[HUB_LAYOUT_SIZE] / WEIGHTS, metadata={"format": "pt"})
+    shutil.copyfile(hub_root / REPO / "config.json", hub_root / gpt_download.HF_REPOS[HUB_LAYOUT_SIZE] / "config.json")
     nb03.write_gpt2_checkpoint(params, TINY, openai_root / SIZE)
     (openai_root / SIZE / gpt_download.MANIFEST).unlink()  # a server has no manifest
     return {"params": params, "hf_model": hf_model, "hub_root": hub_root, "openai_root": openai_root}
@@ -61,6 +73,13 @@ def variables(params):
     return nb03.params_to_variables(params, TINY)
 
 
+def assert_same_params(params, expected):
+    actual, wanted = variables(params), variables(expected)
+    assert sorted(actual) == sorted(wanted)
+    for name in wanted:
+        assert np.array_equal(actual[name], wanted[name]), name  # bit for bit
+
+
 def test_the_hubs_files_give_the_same_params_as_openais_and_hugging_faces_logits(tmp_path, published, hub):
     hparams, params = download(tmp_path, hub)
     assert hparams == TINY
@@ -72,9 +91,7 @@ def test_the_hubs_files_give_the_same_params_as_openais_and_hugging_faces_logits
     finally:
         openai_server.stop()
     assert openai_hparams == hparams
-    from_hub, from_openai = variables(params), variables(openai_params)
-    assert sorted(from_hub) == sorted(from_openai)
-    assert all(np.array_equal(from_hub[name], from_openai[name]) for name in from_openai)  # bit for bit
+    assert_same_params(params, openai_params)
     model = nb03.gpt_for_checkpoint(hparams)
     nb03.load_weights_into_gpt(model, params)
     token_ids = torch.randint(0, TINY["n_vocab"], (2, 12), generator=torch.Generator().manual_seed(0))
@@ -93,6 +110,7 @@ def test_files_are_fetched_from_the_resolve_address_verified_and_recorded(tmp_pa
         assert (model_dir / name).read_bytes() == served
         assert manifest[name]["sha256"] == gpt_download.sha256_of(model_dir / name)
         assert manifest[name]["source"] == f"{hub.url}/{REPO}/resolve/main/{name}"
+        assert manifest[name]["revision"] == hub.commit  # which version "main" was
     assert hub.gets(WEIGHTS) == [(None, 302), (None, 200)]  # the Hub's redirect, then its storage
     assert hub.gets("config.json") == [(None, 200)]
 
@@ -120,6 +138,12 @@ def test_a_cut_connection_resumes_from_the_storage_with_range_and_if_range(tmp_p
     assert (tmp_path / "huggingface" / SIZE / WEIGHTS).read_bytes() == (published["hub_root"] / REPO / WEIGHTS).read_bytes()
 
 
+def test_the_hubs_own_layout_loads_through_the_download(tmp_path, published, hub):
+    hparams, params = download(tmp_path, hub, size=HUB_LAYOUT_SIZE)
+    assert hparams == TINY
+    assert_same_params(params, published["params"])
+
+
 def test_bytes_that_do_not_have_the_sha256_the_hub_named_are_never_used(tmp_path, published, hub):
     good = (published["hub_root"] / REPO / WEIGHTS).read_bytes()
     at = len(good) - 10  # a bit of a weight: the file's structure stays valid, only the hash tells
@@ -132,6 +156,24 @@ def test_bytes_that_do_not_have_the_sha256_the_hub_named_are_never_used(tmp_path
     model_dir = tmp_path / "huggingface" / SIZE
     assert not (model_dir / WEIGHTS).exists() and WEIGHTS not in gpt_download.read_manifest(model_dir)
     assert len([request for request in hub.requests if request.file == WEIGHTS and request.status == 200]) == 2
+
+
+def test_the_named_sha256_still_holds_after_a_resume(tmp_path, published, hub):
+    good = (published["hub_root"] / REPO / WEIGHTS).read_bytes()
+    hub.storage_body[WEIGHTS] = good[:-10] + bytes([good[-10] ^ 1]) + good[-9:]
+    hub.faults[WEIGHTS] = [("cut", len(good) // 2)]  # the damaged byte arrives in the resumed part
+    with pytest.raises(gpt_download.DownloadError, match="but the server named " + gpt_download.sha256_of(
+            published["hub_root"] / REPO / WEIGHTS)):
+        download(tmp_path, hub)
+    assert [(request.range is not None, request.status) for request in hub.requests
+            if request.file == WEIGHTS and request.status != 302][:2] == [(False, 200), (True, 206)]
+
+
+def test_a_server_that_names_no_sha256_is_refused_for_the_weights(tmp_path, hub):
+    hub.name_no_sha256 = True  # say, a mirror that passes the file on without the Hub's headers
+    with pytest.raises(gpt_download.DownloadError, match="the server named no SHA-256 for it"):
+        download(tmp_path, hub)
+    assert not (tmp_path / "huggingface" / SIZE / WEIGHTS).exists()
 
 
 def rewritten_weights(published, tmp_path, change):
@@ -148,7 +190,7 @@ def rewritten_weights(published, tmp_path, change):
      "transformer.h.0.mlp.c_fc.weight in model.safetensors.part is float32 [8, 31]; config.json implies float32 [8, 32]"),
 ])
 def test_a_file_with_a_missing_or_misshapen_tensor_is_refused_naming_it(tmp_path, published, hub, change, finding):
-    hub.replace_body[WEIGHTS] = rewritten_weights(published, tmp_path / "..", change)  # the Hub names its hash
+    hub.replace_body[WEIGHTS] = rewritten_weights(published, tmp_path, change)  # the Hub names its hash
     with pytest.raises(gpt_download.DownloadError) as raised:
         download(tmp_path / "models", hub)
     assert finding in str(raised.value).replace(str(tmp_path / "models" / "huggingface" / SIZE) + "/", "")
@@ -207,7 +249,7 @@ def test_files_placed_by_hand_are_verified_by_content_then_used_offline(tmp_path
     monkeypatch.setattr(socket, "create_connection", lambda *args, **kwargs: pytest.fail("network used"))
     hparams, params = gpt_download.download_and_load_gpt2(SIZE, tmp_path, source="huggingface", progress=False)
     assert hparams == TINY
-    assert all(np.array_equal(a, b) for a, b in zip(variables(params).values(), variables(published["params"]).values()))
+    assert_same_params(params, published["params"])
     assert {entry["source"] for entry in gpt_download.read_manifest(model_dir).values()} == {"found on disk"}
 
 
@@ -218,7 +260,7 @@ def test_03s_hub_writer_writes_what_the_reader_and_transformers_read(tmp_path, p
     assert model_dir == tmp_path / "huggingface" / SIZE
     hparams, params = gpt_download.download_and_load_gpt2(SIZE, tmp_path, source="huggingface", progress=False)
     assert hparams == TINY
-    assert all(np.array_equal(a, b) for a, b in zip(variables(params).values(), variables(published["params"]).values()))
+    assert_same_params(params, published["params"])
     reloaded = GPT2LMHeadModel.from_pretrained(model_dir).eval()  # transformers reads the written files too
     token_ids = torch.arange(10)[None]
     with torch.inference_mode():

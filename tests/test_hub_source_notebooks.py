@@ -1,13 +1,12 @@
 """03-05 run from top to bottom in the smoke profile with the Hugging Face Hub's format as the weights'
 source (GPT2_WEIGHTS_SOURCE=huggingface), in a Python where TensorFlow cannot be imported.
 
-nbval runs the same notebooks with OpenAI's format (the default source); together the two runs test
-both. A folder on PYTHONPATH holding a `tensorflow` package that raises ImportError stands in for a
+nbval runs the same notebooks with the source GPT2_WEIGHTS_SOURCE names, OpenAI's format unless it is
+set; together the two runs test both. A folder on PYTHONPATH holding a `tensorflow` package that raises ImportError stands in for a
 machine without TensorFlow: it comes first on the path, so every process of the run (the kernel, and
 any child it starts) finds it instead of the real one.
 """
 
-import json
 import os
 import shutil
 import subprocess
@@ -31,6 +30,7 @@ def without_tensorflow(tmp_path_factory):
         'raise ImportError("TensorFlow is not installed here (blocked by tests/test_hub_source_notebooks.py)")\n')
     environment = dict(os.environ, GPT2_PROFILE="smoke", GPT2_WEIGHTS_SOURCE="huggingface",
                        PYTHONPATH=os.pathsep.join(filter(None, [str(blocker), os.environ.get("PYTHONPATH")])))
+    environment.pop("GPT2_INSTRUCT_SIZE", None)  # 05's default size, 355M, as NOTEBOOKS expects
     probe = subprocess.run([sys.executable, "-c", "import tensorflow"], env=environment, capture_output=True, text=True)
     assert probe.returncode != 0 and "blocked by tests/" in probe.stderr  # the block works
     return environment
@@ -45,9 +45,5 @@ def test_the_notebook_runs_with_the_hubs_format_and_without_tensorflow(notebook,
                           "--ExecutePreprocessor.timeout=600", "--output-dir", str(tmp_path), notebook],
                          cwd=repo_root, env=without_tensorflow, capture_output=True, text=True)
     assert run.returncode == 0, run.stderr[-3000:]
-    # The stand-in was written in the Hub's format and read from there; no TensorFlow file anywhere.
+    # The stand-in was written in the Hub's format and read from there (nbconvert fails on any error).
     assert sorted(path.name for path in stand_in.iterdir()) == ["config.json", "manifest.json", "model.safetensors"]
-    executed = json.loads((tmp_path / notebook).read_text(encoding="utf-8"))
-    errors = [output for cell in executed["cells"] for output in cell.get("outputs", [])
-              if output.get("output_type") == "error"]
-    assert errors == []
