@@ -3,7 +3,9 @@
 
 
 # 02_pretraining.ipynb: Setup
+import contextlib
 import math
+import os
 import sys
 import time
 from dataclasses import asdict
@@ -11,8 +13,11 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 import torch
+import torch.distributed as dist
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
 from gpt_download import sha256_of  # a file's SHA-256, read in chunks
@@ -284,17 +289,55 @@ def checksum_path(path):
 
 
 def restore_rng_state(checkpoint):
-    """Put the random number generators back where save_checkpoint found them."""
+    """Put the random number generators back where save_checkpoint found them; in a distributed run
+    (section 10), each process's own, from the checkpoint's process_rng_states."""
+    per_process = checkpoint.get("process_rng_states")
+    if per_process is not None and is_distributed():
+        if len(per_process) != dist.get_world_size():
+            raise ValueError(f"the checkpoint was written by {len(per_process)} processes, and {dist.get_world_size()} "
+                             f"are resuming it: resume with {len(per_process)} processes in all")
+        own = per_process[dist.get_rank()]
+        torch.set_rng_state(own["cpu"].cpu())
+        if own["cuda"] is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state(own["cuda"].cpu())
+        return
     torch.set_rng_state(checkpoint["rng_state"].cpu())
     if checkpoint.get("cuda_rng_state") is not None and torch.cuda.is_available():
         torch.cuda.set_rng_state_all([state.cpu() for state in checkpoint["cuda_rng_state"]])
 
 
 # 02_pretraining.ipynb: 6. A better loop for the same budget
+def is_distributed():
+    """True in a process started by torchrun that has joined its process group (section 10)."""
+    return dist.is_available() and dist.is_initialized()
+
+
+def is_main_process():
+    """True in a single process, and in process 0 of a distributed run: the one that evaluates, prints and saves."""
+    return not is_distributed() or dist.get_rank() == 0
+
+
+def unwrap_model(model):
+    """The GPTModel inside a DistributedDataParallel wrapper, or the model itself."""
+    return model.module if isinstance(model, DistributedDataParallel) else model
+
+
+def process_rng_states():
+    """In a distributed run, every process's random state, by rank; None in a single process. Every
+    process must call it (it gathers from all of them)."""
+    if not is_distributed():
+        return None
+    own = {"cpu": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state() if torch.cuda.is_available() else None}
+    states = [None] * dist.get_world_size()
+    dist.all_gather_object(states, own)
+    return states
+
+
+# 02_pretraining.ipynb: 6. A better loop for the same budget
 def train_model_improved(model, train_loader, val_loader, optimizer, device, num_epochs, eval_freq, eval_iter,
                          start_context, tokenizer, peak_lr, warmup_fraction=0.2, clip_norm=1.0,
                          best_checkpoint_path=None, precision="fp32", checkpoint_path=None, resume_from=None,
-                         stop_after_epoch=None):
+                         stop_after_epoch=None, accumulation_steps=1):
     """train_model_simple plus warmup, cosine decay, gradient clipping and a best-validation checkpoint.
 
     checkpoint_path: written at the end of every epoch with all that resuming needs (weights, optimizer,
@@ -302,54 +345,80 @@ def train_model_improved(model, train_loader, val_loader, optimizer, device, num
     continues with the next epoch, on the same schedule, and gives what an uninterrupted run would have.
     stop_after_epoch: stop after this epoch (counting from 0), as if interrupted; the schedule still spans
     num_epochs.
+    accumulation_steps: batches whose gradients make one optimizer step (an effective batch that many
+    times the loader's). Steps, the schedule, clipping and eval_freq count optimizer steps; the last
+    len(train_loader) % accumulation_steps batches of an epoch are left out.
+    In a distributed run (section 10: model wrapped in DistributedDataParallel, train_loader with a
+    DistributedSampler) only the main process evaluates, prints and saves, and returns the history.
     """
     history, tokens_seen, step, samples = new_history(), 0, -1, []
     best_val_loss, first_epoch = float("inf"), 0
+    main, plain_model = is_main_process(), unwrap_model(model)  # plain_model: the GPTModel, to evaluate and save
+    processes = dist.get_world_size() if is_distributed() else 1
     scaler = torch.amp.GradScaler(torch.device(device).type, enabled=precision == "fp16")
     if resume_from is not None:
-        model.load_state_dict(resume_from["model"])
+        plain_model.load_state_dict(resume_from["model"])
         optimizer.load_state_dict(resume_from["optimizer"])
         scaler.load_state_dict(resume_from["scaler"])
         history, tokens_seen, step = resume_from["history"], resume_from["tokens_seen"], resume_from["step"]
         best_val_loss, first_epoch = resume_from["best_val_loss"], resume_from["epoch"] + 1
         restore_rng_state(resume_from)  # the next epoch's batch order and dropout masks, as if never stopped
-    total_steps = num_epochs * len(train_loader)
+    if stop_after_epoch is not None and not 0 <= stop_after_epoch < num_epochs:
+        raise ValueError(f"stop_after_epoch must be from 0 to {num_epochs - 1}, got {stop_after_epoch}")
+    steps_per_epoch = len(train_loader) // accumulation_steps
+    if steps_per_epoch == 0:
+        raise ValueError(f"an epoch has {len(train_loader)} batches, fewer than accumulation_steps={accumulation_steps}")
+    total_steps = num_epochs * steps_per_epoch
     warmup_steps = int(warmup_fraction * total_steps)
     last_epoch = num_epochs - 1 if stop_after_epoch is None else stop_after_epoch
-    progress = tqdm(total=total_steps, initial=step + 1, desc="training", file=sys.stdout)
+    progress = tqdm(total=total_steps, initial=step + 1, desc="training", file=sys.stdout, disable=not main)
     for epoch in range(first_epoch, last_epoch + 1):
         model.train()
-        for batch_index, (input_batch, target_batch) in enumerate(train_loader):
+        if hasattr(train_loader.sampler, "set_epoch"):  # a DistributedSampler (section 10): a new order each
+            train_loader.sampler.set_epoch(epoch)       # epoch, the same in every process
+        batches = iter(train_loader)
+        for step_in_epoch in range(steps_per_epoch):
             step += 1
             lr = learning_rate_at(step, total_steps, peak_lr, warmup_steps)  # 1 and 2: warmup, cosine decay
             for group in optimizer.param_groups:
                 group["lr"] = lr
             optimizer.zero_grad()
-            with autocast(device, precision):
-                loss = calc_loss_batch(input_batch, target_batch, model, device)
-            scaler.scale(loss).backward()
+            for micro_step in range(accumulation_steps):  # gradients add up in .grad until the step
+                input_batch, target_batch = next(batches)
+                # Across processes, DistributedDataParallel averages the gradients in backward(); no_sync
+                # leaves that to the step's last batch.
+                last = micro_step == accumulation_steps - 1
+                with contextlib.nullcontext() if last or model is plain_model else model.no_sync():
+                    with autocast(device, precision):
+                        loss = calc_loss_batch(input_batch, target_batch, model, device) / accumulation_steps
+                    scaler.scale(loss).backward()
+                tokens_seen += input_batch.numel() * processes
             if step >= warmup_steps:  # 3: clip the gradient norm once the warmup is over
                 scaler.unscale_(optimizer)  # clip the true gradients, not fp16's scaled ones
                 torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=clip_norm)
             scaler.step(optimizer)
             scaler.update()
-            tokens_seen += input_batch.numel()
             progress.update()
-            if step % eval_freq == 0:
-                train_loss, val_loss = evaluate_model(model, train_loader, val_loader, device, eval_iter, precision)
-                record(history, step=step, epoch=epoch + (batch_index + 1) / len(train_loader),
+            if main and step % eval_freq == 0:
+                train_loss, val_loss = evaluate_model(plain_model, train_loader, val_loader, device, eval_iter, precision)
+                record(history, step=step, epoch=epoch + (step_in_epoch + 1) / steps_per_epoch,
                        tokens_seen=tokens_seen, train_loss=train_loss, val_loss=val_loss, lr=lr)
                 progress.set_postfix(train=f"{train_loss:.3f}", val=f"{val_loss:.3f}")
                 if val_loss < best_val_loss and best_checkpoint_path is not None:
                     # Weights only (no optimizer state): this file is for using the model, not for resuming.
-                    save_checkpoint(best_checkpoint_path, model, step=step, val_loss=val_loss)
+                    save_checkpoint(best_checkpoint_path, plain_model, step=step, val_loss=val_loss)
                 best_val_loss = min(best_val_loss, val_loss)
-        samples.append((epoch, generate_sample(model, tokenizer, device, start_context)))
+        if main:
+            samples.append((epoch, generate_sample(plain_model, tokenizer, device, start_context)))
         if checkpoint_path is not None:  # after the sample, so that the saved random state is the next epoch's
-            save_checkpoint(checkpoint_path, model, optimizer, step=step, epoch=epoch, tokens_seen=tokens_seen,
-                            history=history, best_val_loss=best_val_loss, scaler=scaler.state_dict())
+            rng_states = process_rng_states()  # every process takes part
+            if main:
+                save_checkpoint(checkpoint_path, plain_model, optimizer, step=step, epoch=epoch,
+                                tokens_seen=tokens_seen, history=history, best_val_loss=best_val_loss,
+                                scaler=scaler.state_dict(), process_rng_states=rng_states)
     progress.close()
-    print_samples(samples)
+    if main:
+        print_samples(samples)
     return history
 
 
@@ -479,3 +548,31 @@ def model_from_checkpoint(checkpoint, device="cpu"):
     model = GPTModel(GPTConfig(**checkpoint["config"])).to(device)
     model.load_state_dict(checkpoint["model"])
     return model
+
+
+# 02_pretraining.ipynb: 10. Several GPUs: distributed data parallel
+def setup_distributed(use_cuda=None):
+    """Join the process group that torchrun describes in the environment; return this process's device:
+    its own GPU (NCCL), or the CPU (gloo). use_cuda: None means "where PyTorch sees a GPU". Outside
+    torchrun, do nothing and return None."""
+    if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
+        return None
+    if torch.cuda.is_available() if use_cuda is None else use_cuda:  # one GPU per process, by its rank here
+        local_rank = int(os.environ["LOCAL_RANK"])
+        if local_rank >= torch.cuda.device_count():
+            raise ValueError(f"process {local_rank} of this machine has no GPU of its own ({torch.cuda.device_count()} "
+                             "here): start at most that many with --nproc_per_node, or train on the CPU")
+        device = torch.device("cuda", local_rank)
+        torch.cuda.set_device(device)
+        dist.init_process_group("nccl")
+    else:
+        device = torch.device("cpu")
+        dist.init_process_group("gloo")
+    return device
+
+
+def distributed_loader(dataset, batch_size, seed=0):
+    """This process's share of `dataset`, shuffled each epoch from `seed` (train_model_improved calls
+    set_epoch), in batches of batch_size; windows that do not fill a batch in every process are left out."""
+    sampler = DistributedSampler(dataset, shuffle=True, seed=seed, drop_last=True)
+    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, drop_last=True)

@@ -41,7 +41,7 @@ DIRECTIVE = "#| export"
 DIRECTIVE_PATTERN = re.compile(r"#\|\s*export\s*")  # nbdev also accepts "#|export"
 COMMAND = "python tools/export_package.py"
 # Files besides the notebooks whose top-level functions and classes must not repeat a notebook's.
-OTHER_SOURCES = ("gpt_download.py", "benchmarks/*.py")
+OTHER_SOURCES = ("gpt_download.py", "gpt2_cli.py", "benchmarks/*.py")
 
 
 class ExportError(ValueError):

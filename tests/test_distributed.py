@@ -1,0 +1,114 @@
+"""02's loop under torchrun: two CPU processes (gloo) that each accumulate 2 batches per step train like
+one process accumulating 4 on the same data order, and a run interrupted and resumed under two
+processes equals an uninterrupted one, exactly.
+
+The two-process runs go through the command-line tool (`gpt2_cli.py pretrain`) started by
+`python -m torch.distributed.run` (what the `torchrun` command runs). The one-process reference calls
+train_model_improved directly, on the windows in the order the two processes read them together:
+process 0's first batch, process 1's first batch, process 0's second, ...
+"""
+
+import contextlib
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from torch.utils.data import DataLoader, DistributedSampler
+
+import gpt2_cli
+from gpt2_from_scratch.architecture import GPTModel, load_gpt2_tokenizer
+from gpt2_from_scratch.pretraining import load_checkpoint, make_optimizer, train_model_improved, with_fast_dropout
+
+REPO = Path(__file__).resolve().parents[1]
+TINY_RUN = ["--device", "cpu", "--preset", "tiny", "--context-length", "16", "--emb-dim", "32", "--layers", "2", "--heads", "2",
+            "--batch-size", "2", "--lr", "1e-3", "--eval-freq", "3", "--eval-iter", "2", "--precision", "fp32",
+            "--seed", "7", "--no-progress", "--start-context", "Every effort"]
+
+
+@pytest.fixture(scope="module")
+def text(tmp_path_factory):
+    """The first 3,000 characters of The Verdict: 42 training windows of 16 tokens (10 batches of 2 per
+    process), 4 for validation."""
+    path = tmp_path_factory.mktemp("text") / "verdict-start.txt"
+    path.write_text((REPO / "data" / "the-verdict.txt").read_text(encoding="utf-8")[:3000], encoding="utf-8")
+    return path
+
+
+def torchrun(processes, *arguments):
+    # One thread a process (two processes, two cores); no GPU, so that the test is the same everywhere.
+    environment = dict(os.environ, OMP_NUM_THREADS="1", CUDA_VISIBLE_DEVICES="")
+    run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                          "--nproc_per_node", str(processes), str(REPO / "gpt2_cli.py"), "pretrain", *arguments],
+                         env=environment, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-4000:]
+    assert run.stdout.count("wrote ") == 1  # only process 0 writes (and says so)
+    return run
+
+
+def two_process_order(dataset, batch_size, seed, epochs):
+    """The windows of `epochs` epochs in the order two processes with DistributedSampler read them
+    together, batch by batch (each epoch its own order, as set_epoch gives it)."""
+    order = []
+    for epoch in range(epochs):
+        shares = []
+        for rank in (0, 1):
+            sampler = DistributedSampler(dataset, num_replicas=2, rank=rank, shuffle=True, seed=seed, drop_last=True)
+            sampler.set_epoch(epoch)
+            shares.append(list(sampler))
+        for start in range(0, len(shares[0]) - batch_size + 1, batch_size):
+            for share in shares:
+                order += share[start:start + batch_size]
+    return order
+
+
+def one_process_with_accumulation(text, out_dir, epochs):
+    """What gpt2_cli.py pretrain does in one process, with 4 accumulation steps over two_process_order."""
+    arguments = gpt2_cli.build_parser().parse_args(
+        ["pretrain", "--text", str(text), "--out-dir", str(out_dir), *TINY_RUN, "--drop-rate", "0",
+         "--epochs", str(epochs), "--accumulation-steps", "4"])
+    config = gpt2_cli.model_config(arguments)
+    torch.manual_seed(arguments.seed)
+    tokenizer = load_gpt2_tokenizer()
+    train_loader, val_loader = gpt2_cli.training_data(arguments, tokenizer, config, distributed=False)
+    model = with_fast_dropout(GPTModel(config))  # as gpt2_cli.py builds it
+    optimizer = make_optimizer(model, lr=arguments.lr, weight_decay=arguments.weight_decay)
+    # All epochs' windows in one pass: the same steps and schedule, with no set_epoch to rely on.
+    in_two_process_order = DataLoader(train_loader.dataset, batch_size=arguments.batch_size, sampler=two_process_order(
+        train_loader.dataset, arguments.batch_size, arguments.seed, epochs))
+    with contextlib.redirect_stdout(io.StringIO()):
+        history = train_model_improved(model, in_two_process_order, val_loader, optimizer, "cpu", 1,
+                                       arguments.eval_freq, arguments.eval_iter, arguments.start_context, tokenizer,
+                                       peak_lr=arguments.lr, precision="fp32", accumulation_steps=4)
+    return model.state_dict(), history
+
+
+def test_two_processes_train_like_one_with_twice_the_accumulation(text, tmp_path):
+    # Each process accumulates 2 batches per step (no_sync for the first): a step is 2 x 2 batches of 2.
+    torchrun(2, "--text", str(text), "--out-dir", str(tmp_path / "ddp"), *TINY_RUN, "--drop-rate", "0",
+             "--epochs", "2", "--accumulation-steps", "2")
+    expected_weights, expected_history = one_process_with_accumulation(text, tmp_path / "one", epochs=2)
+    weights = load_checkpoint(tmp_path / "ddp" / "last.pt")["model"]
+    largest = max((weights[name] - expected_weights[name]).abs().max().item() for name in expected_weights)
+    assert largest < 1e-5, f"two processes and one process with accumulation differ by {largest:.1e}"
+    history = json.loads((tmp_path / "ddp" / "history.json").read_text())
+    assert history["step"] == expected_history["step"] == [0, 3, 6, 9]  # 2 epochs of 5 steps, every 3rd
+    assert history["tokens_seen"] == expected_history["tokens_seen"]  # counted over both processes
+    assert history["val_loss"] == pytest.approx(expected_history["val_loss"], abs=1e-4)
+
+
+def test_a_run_interrupted_and_resumed_under_two_processes_equals_an_uninterrupted_one(text, tmp_path):
+    run = ["--text", str(text), *TINY_RUN, "--drop-rate", "0.1", "--epochs", "2"]  # dropout: each process its own
+    torchrun(2, *run, "--out-dir", str(tmp_path / "uninterrupted"))
+    torchrun(2, *run, "--out-dir", str(tmp_path / "resumed"), "--stop-after-epoch", "0")
+    torchrun(2, *run, "--out-dir", str(tmp_path / "resumed"), "--resume")
+    uninterrupted = load_checkpoint(tmp_path / "uninterrupted" / "last.pt")
+    resumed = load_checkpoint(tmp_path / "resumed" / "last.pt")
+    assert resumed["step"] == uninterrupted["step"] == 2 * 10 - 1
+    assert all(torch.equal(resumed["model"][name], tensor) for name, tensor in uninterrupted["model"].items())
+    assert resumed["history"] == uninterrupted["history"]
+    assert len(resumed["process_rng_states"]) == 2  # each process's random state, for the next resume
