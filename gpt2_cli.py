@@ -80,8 +80,9 @@ def build_parser():
         "pretrain", help="train a GPTModel on a UTF-8 text file with 02's improved loop",
         description="Train a GPTModel from scratch on a UTF-8 text file with 02's improved loop (warmup, cosine "
                     "decay, clipping, gradient accumulation), on one process or, under torchrun, on many "
-                    "(distributed data parallel: 02, section 10). Writes last.pt (every epoch, for --resume), "
-                    "best.pt and history.json into --out-dir, and nothing elsewhere.")
+                    "(distributed data parallel: 02, section 10). Writes run.json (the options), last.pt (every "
+                    "epoch, for --resume) and best.pt (each with a .sha256 beside it) and history.json into "
+                    "--out-dir, and nothing elsewhere. The model is 01's preset with GPT-2's initialisation.")
     pretrain.add_argument("--text", type=Path, default=DEFAULT_TEXT, help="UTF-8 text to train on (default: %(default)s)")
     pretrain.add_argument("--out-dir", type=Path, required=True,
                           help="folder for checkpoints and history (on a filesystem every machine shares, "

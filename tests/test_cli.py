@@ -127,7 +127,7 @@ def test_a_missing_file_or_a_bad_option_is_one_clear_line(arguments, message, tm
 
 @pytest.mark.parametrize("option, value", [("--temperature", "-1"), ("--top-p", "1.5"), ("--top-k", "0")])
 def test_a_bad_decoding_option_is_refused_before_anything_is_loaded(pretrained, option, value, capsys):
-    with pytest.raises(SystemExit) as exit_status:  # argparse's own one-line error
+    with pytest.raises(SystemExit) as exit_status:  # argparse's own error, after its usage
         gpt2_cli.run_cli(["generate", "--checkpoint", str(pretrained / "best.pt"), "--prompt", "Hi", option, value])
     assert exit_status.value.code == 2
     assert f"argument {option}" in capsys.readouterr().err
