@@ -32,6 +32,10 @@ RESUMED_UNCHANGED = ("text", "preset", "context_length", "emb_dim", "layers", "h
                      "seed", "device")
 
 
+# Each command imports what it needs inside its function, so that --help answers at once (torch takes
+# seconds to import).
+
+
 class UsageError(Exception):
     """A bad option or input: printed as one line, without a traceback, exit status 2."""
 

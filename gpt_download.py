@@ -431,6 +431,12 @@ def _hparams_problem(path, published):
         return f"not JSON ({error})"
     if not isinstance(hparams, dict):
         return "not a JSON object"
+    return _hparams_values_problem(hparams, published)
+
+
+def _hparams_values_problem(hparams, published):
+    """The five numbers (OpenAI's names) must be positive whole numbers that fit together, and the
+    size's published ones where known. Also checks the numbers read from the Hub's config.json."""
     wrong = [key for key in HPARAMS_KEYS if type(hparams.get(key)) is not int or hparams[key] < 1]
     if wrong:
         return f"{', '.join(wrong)} must be positive whole numbers; got {hparams!r:.200}"
@@ -520,14 +526,7 @@ def _hf_config_problem(path, published):
         hparams = hparams_from_hf_config(config)
     except (UnicodeDecodeError, ValueError) as error:  # CheckpointError is a ValueError
         return f"not a GPT-2 config.json ({error})"
-    wrong = [key for key in HPARAMS_KEYS if type(hparams[key]) is not int or hparams[key] < 1]
-    if wrong:
-        return f"{', '.join(wrong)} must be positive whole numbers; got {hparams!r:.200}"
-    if hparams["n_embd"] % hparams["n_head"]:
-        return f"n_embd {hparams['n_embd']} is not a multiple of n_head {hparams['n_head']}"
-    if published is not None and hparams != published:
-        return f"it gives {hparams}, but OpenAI published {published}"
-    return None
+    return _hparams_values_problem(hparams, published)
 
 
 def _safetensors_problem(path, model_dir):
