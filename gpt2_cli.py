@@ -200,13 +200,12 @@ def read_text(path):
         raise UsageError(f"--text {path} is not UTF-8 text ({error}); convert it, e.g. iconv -t UTF-8") from None
 
 
-def training_data(arguments, tokenizer, config, distributed):
+def training_data(arguments, text, tokenizer, config, distributed):
     """(training loader, validation loader): 02's windows (stride = context), the last val_fraction held out.
     In a distributed run each process gets its share of the training windows (02, section 10)."""
     from gpt2_from_scratch.architecture import create_dataloader  # 01, section 1
     from gpt2_from_scratch.pretraining import distributed_loader  # 02, section 10
 
-    text = read_text(arguments.text)
     split = int((1 - arguments.val_fraction) * len(text))
     windows = dict(max_length=config.context_length, stride=config.context_length)
     try:
@@ -276,7 +275,7 @@ def run_pretrain(arguments):
     use_cuda = torch.cuda.is_available() if arguments.device == "auto" else arguments.device == "cuda"
     processes = int(os.environ.get("WORLD_SIZE", "1"))  # torchrun's; checked before joining the others
     check_out_dir(arguments, processes)
-    read_text(arguments.text)  # a missing or non-UTF-8 file fails now, before anything starts
+    text = read_text(arguments.text)  # a missing or non-UTF-8 file fails now, before anything starts
     device = setup_distributed(use_cuda)  # None unless started by torchrun
     distributed = device is not None
     try:
@@ -285,7 +284,7 @@ def run_pretrain(arguments):
         precision = pick_precision(device) if arguments.precision == "auto" else arguments.precision
         torch.manual_seed(arguments.seed)  # the same initial weights in every process
         tokenizer = repository_tokenizer()
-        train_loader, val_loader = training_data(arguments, tokenizer, config, distributed)
+        train_loader, val_loader = training_data(arguments, text, tokenizer, config, distributed)
         model = with_fast_dropout(GPTModel(config)).to(device)  # 02, section 4: the same model, cheaper dropout
         optimizer = make_optimizer(model, lr=arguments.lr, weight_decay=arguments.weight_decay)
         if distributed:
@@ -358,12 +357,9 @@ def run_generate(arguments):
     tokenizer = repository_tokenizer()
     model = model_for_generation(arguments, device).eval()
     eos_id = None if arguments.no_eos else tokenizer.eot_token
-    try:
-        token_ids = generate_tokens(model, text_to_token_ids(arguments.prompt, tokenizer).to(device),
-                                    arguments.max_new_tokens, temperature=arguments.temperature,
-                                    top_k=arguments.top_k, top_p=arguments.top_p, eos_id=eos_id, seed=arguments.seed)
-    except ValueError as error:  # generate's own checks of the decoding options
-        raise UsageError(str(error)) from None
+    token_ids = generate_tokens(model, text_to_token_ids(arguments.prompt, tokenizer).to(device),
+                                arguments.max_new_tokens, temperature=arguments.temperature,
+                                top_k=arguments.top_k, top_p=arguments.top_p, eos_id=eos_id, seed=arguments.seed)
     print(token_ids_to_text(token_ids, tokenizer))
     return 0
 

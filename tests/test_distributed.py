@@ -74,7 +74,8 @@ def one_process_with_accumulation(text, out_dir, epochs):
     config = gpt2_cli.model_config(arguments)
     torch.manual_seed(arguments.seed)
     tokenizer = load_gpt2_tokenizer()
-    train_loader, val_loader = gpt2_cli.training_data(arguments, tokenizer, config, distributed=False)
+    train_loader, val_loader = gpt2_cli.training_data(arguments, gpt2_cli.read_text(arguments.text), tokenizer,
+                                                      config, distributed=False)
     model = with_fast_dropout(GPTModel(config))  # as gpt2_cli.py builds it
     optimizer = make_optimizer(model, lr=arguments.lr, weight_decay=arguments.weight_decay)
     # All epochs' windows in one pass: the same steps and schedule, with no set_epoch to rely on.
