@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import hashlib
 import json
 import os
 import sys
@@ -29,6 +30,9 @@ import textwrap
 from pathlib import Path
 
 import matplotlib
+import matplotlib.colors
+import matplotlib.ft2font
+import matplotlib.lines
 import matplotlib.text
 
 matplotlib.use("Agg")
@@ -157,15 +161,90 @@ def check_nothing_is_cut_off(fig, path):
                              "move it or widen the canvas")
 
 
+def _rounded(values, places=3):
+    """Coordinates to a thousandth of a drawing unit (well under a pixel), without the sign of -0.0, which
+    a coordinate computed in another order may carry."""
+    return (np.round(np.asarray(values, dtype=float), places) + 0.0).tolist()
+
+
+def _text(text, to_data=None):
+    """A text as drawn: its string, place (in data units, or its own coordinates), size, colour, style."""
+    position = text.get_position() if to_data is None else to_data.transform(text.get_transform().transform(text.get_position()))
+    return ["text", text.get_text(), _rounded(position), text.get_fontsize(), matplotlib.colors.to_hex(text.get_color()),
+            text.get_ha(), text.get_va(), str(text.get_fontweight()), text.get_fontfamily(), text.get_rotation()]
+
+
+def _shape(artist, to_data):
+    """A patch or line as drawn: its outline in data units, its colours and its line style."""
+    if isinstance(artist, matplotlib.lines.Line2D):
+        outline = artist.get_xydata()
+    else:
+        outline = to_data.transform(artist.get_transform().transform_path(artist.get_path()).vertices)
+    colors = [matplotlib.colors.to_hex(color, keep_alpha=True) for color in (
+        (artist.get_color(),) if isinstance(artist, matplotlib.lines.Line2D) else (artist.get_facecolor(), artist.get_edgecolor()))]
+    hatch = None if isinstance(artist, matplotlib.lines.Line2D) else artist.get_hatch()
+    return [type(artist).__name__, _rounded(outline), colors, artist.get_linewidth(), str(artist.get_linestyle()), hatch]
+
+
+def drawing(fig):
+    """What a figure shows, in the coordinates it was drawn in: the canvas; for each axes its limits, ticks,
+    titles and legend; every text, shape and line with its place, colours and style. Not how a matplotlib
+    release turns that into pixels (text rasterising, or tight_layout's placing of axes around text), so it
+    is the same under every release, while a change to a figure's code or to the numbers it shows changes it."""
+    fig.canvas.draw()  # ticks and their labels exist once the figure is drawn
+    items = [["canvas", _rounded(fig.get_size_inches()), fig.dpi]]
+    items += [_text(text) for text in fig.texts + ([fig._suptitle] if fig._suptitle else [])]
+    for ax in fig.axes:
+        to_data = ax.transData.inverted()
+        items.append(["axes", _rounded(ax.get_xlim()), _rounded(ax.get_ylim()), ax.axison])
+        if ax.axison:
+            for axis in (ax.xaxis, ax.yaxis):
+                items.append(["ticks", _rounded(axis.get_ticklocs()), [t.get_text() for t in axis.get_ticklabels()],
+                              axis.get_ticklabels()[0].get_fontsize() if axis.get_ticklabels() else None,
+                              axis.get_ticklabels()[0].get_rotation() if axis.get_ticklabels() else None,
+                              axis.get_label().get_text()])
+            items.append(["spines", sorted(name for name, spine in ax.spines.items() if spine.get_visible())])
+        items += [_text(title) for title in (ax.title, ax._left_title, ax._right_title) if title.get_text()]
+        legend = ax.get_legend()
+        if legend is not None:
+            items.append(["legend", [t.get_text() for t in legend.get_texts()], legend._loc, legend.get_frame_on()])
+        items += [_text(text, to_data) for text in ax.texts]
+        items += [_shape(artist, to_data) for artist in list(ax.patches) + list(ax.lines)]
+        if ax.images or ax.collections:
+            raise ValueError("drawing() does not describe images or collections yet: add them before using them")
+    return items
+
+
+def drawing_digest(fig):
+    """The SHA-256 of drawing(fig): save() stores it in the PNG, and the tests compare it with a redraw."""
+    return hashlib.sha256(json.dumps(drawing(fig), sort_keys=True).encode("utf-8")).hexdigest()
+
+
+def renderer_version():
+    """What turns a drawing into pixels: matplotlib and the FreeType it rasterises text with."""
+    return f"matplotlib {matplotlib.__version__}, FreeType {matplotlib.ft2font.__freetype_version__}"
+
+
 def save(fig, path):
-    """Write the PNG under a temporary name and rename it: a crash never leaves half a figure."""
+    """Write the PNG under a temporary name and rename it: a crash never leaves half a figure.
+
+    The PNG records what it was drawn from (drawing_digest, as "Drawing") and what rendered it
+    (renderer_version, as "Software"): the tests redraw every figure and compare the digests under any
+    matplotlib release, and the pixels too when the release is the one that drew the committed file."""
     path = Path(path)
     check_nothing_is_cut_off(fig, path)
     temporary = path.with_name(f".{path.name}.tmp")
-    # No "Software" metadata: the file then depends only on what is drawn, not on matplotlib's version string.
-    fig.savefig(temporary, dpi=DPI, format="png", metadata={"Software": None}, facecolor="white")
+    metadata = {"Software": renderer_version(), "Drawing": drawing_digest(fig)}
+    fig.savefig(temporary, dpi=DPI, format="png", metadata=metadata, facecolor="white")
     plt.close(fig)
     os.replace(temporary, path)
+
+
+def recorded(path):
+    """(drawing digest, renderer version) that save() stored in a PNG; None for what it lacks."""
+    from PIL import Image  # matplotlib's own dependency, for reading PNG text chunks
+    with Image.open(path) as image:
+        return image.text.get("Drawing"), image.text.get("Software")
 
 
 def notebook_value(notebook, name):

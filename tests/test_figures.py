@@ -66,17 +66,65 @@ def differing_pixels(path_a, path_b):
     return int(np.count_nonzero(np.abs(a - b).max(axis=-1) > 0.1))
 
 
+def stale_figures(make_figures, drawn, committed_dir):
+    """{name: why} for each freshly drawn PNG in `drawn` that the committed one in committed_dir does not match.
+
+    Always compared: what the two were drawn from (drawing_digest, which save() records in the PNG), so a
+    figure left behind when its code or the numbers it shows changed is stale under any matplotlib release.
+    Compared too where this machine's renderer (matplotlib and its FreeType) is the one that drew the
+    committed file: the pixels, so that a figure edited by hand is caught. Another release rasterises text
+    differently (matplotlib 3.10.9 with FreeType 2.6.1 against 3.11.2 with FreeType 2.14.3: 28,569 to
+    104,487 pixels of a figure differ, measured 2026-12-04), so there the pixels say nothing about staleness."""
+    renderer, stale = make_figures.renderer_version(), {}
+    for path in drawn:
+        committed = committed_dir / path.name
+        digest, drawn_by = make_figures.recorded(committed)
+        if digest is None:
+            stale[path.name] = "records no drawing digest (not written by make_figures.save)"
+        elif digest != make_figures.recorded(path)[0]:
+            stale[path.name] = "drawn from other code or numbers than the script uses today"
+        elif drawn_by == renderer:
+            differing = differing_pixels(path, committed)
+            if differing is None or differing > 20:  # a few pixels: the test's old margin; ours are identical
+                stale[path.name] = "a different size" if differing is None else f"{differing} pixels differ"
+    return stale
+
+
 def test_the_committed_figures_are_what_the_script_draws(make_figures, tmp_path):
-    """Redraw every figure and compare pixels: a figure edited by hand, or left behind when its code or the
-    numbers it shows changed, fails. (A few pixels of tolerance, for font rasterising that could differ
-    between machines; on ours the files are byte-identical.)"""
-    stale = {}
-    for path in make_figures.draw(out_dir=tmp_path):
-        committed = REPO_ROOT / "figures" / path.name
-        differing = differing_pixels(path, committed)
-        if differing is None or differing > 20:
-            stale[path.name] = "a different size" if differing is None else f"{differing} pixels differ"
+    """Redraw every figure: a figure edited by hand, or left behind when its code or numbers changed, fails."""
+    stale = stale_figures(make_figures, make_figures.draw(out_dir=tmp_path), REPO_ROOT / "figures")
     assert not stale, f"redraw with `python figures/make_figures.py` and commit: {stale}"
+
+
+def test_a_changed_figure_is_stale_and_a_figure_edited_by_hand_too(make_figures, tmp_path, monkeypatch):
+    """The comparison can fail: a colour or a label changed in the script, and pixels painted over in a copy
+    of the committed file that keeps its recorded digest."""
+    from PIL import Image, PngImagePlugin
+
+    (tmp_path / "committed").mkdir()
+    name = "01_qkv.png"
+    original = REPO_ROOT / "figures" / name
+    monkeypatch.setitem(make_figures.COLORS, "query", "#ff0000")
+    recoloured = make_figures.draw(["01_qkv"], out_dir=tmp_path / "recoloured")
+    monkeypatch.undo()
+    assert "drawn from other code" in stale_figures(make_figures, recoloured, REPO_ROOT / "figures")[name]
+
+    monkeypatch.setattr(make_figures, "label", lambda ax, x, y, text, **kwargs: ax.text(x, y, text + ".", **kwargs))
+    relabelled = make_figures.draw(["01_qkv"], out_dir=tmp_path / "relabelled")
+    monkeypatch.undo()
+    assert "drawn from other code" in stale_figures(make_figures, relabelled, REPO_ROOT / "figures")[name]
+
+    redrawn = make_figures.draw(["01_qkv"], out_dir=tmp_path / "redrawn")
+    with Image.open(redrawn[0]) as image:
+        info = PngImagePlugin.PngInfo()
+        for key, value in image.text.items():
+            info.add_text(key, value)
+        painted = image.convert("RGBA")
+    painted.paste((255, 0, 0, 255), (0, 0, 40, 40))  # 1,600 pixels painted red, the recorded digest kept
+    painted.save(tmp_path / "committed" / name, pnginfo=info)
+    assert make_figures.recorded(tmp_path / "committed" / name) == make_figures.recorded(redrawn[0])
+    assert stale_figures(make_figures, redrawn, tmp_path / "committed") == {name: "1600 pixels differ"}
+    assert stale_figures(make_figures, redrawn, original.parent) == {}
 
 
 def test_figures_use_the_notebooks_numbers(make_figures):
