@@ -23,18 +23,20 @@ the right file.
   hparams.json implies, every tensor in the data file must pass the index's CRC32C, and the graph
   file must consist of a TensorFlow MetaGraphDef's fields, the graph among them (its framing is
   checked, not the graph). When hparams.json or the index is replaced, the files checked against it
-  are checked again. A file found on disk that fails is renamed aside to `<name>.rejected` (kept
-  until a good copy is in place, so nothing is lost if no server answers).
+  are checked again. A file found on disk without a record, or whose record disagrees with it (the
+  manifest only caches checks), is verified the same way, offline; one that fails is renamed aside to
+  `<name>.rejected` (kept until a good copy is in place, so nothing is lost if no server answers).
+  Bytes no parser expects (JSON nested too deeply, ...) fail verification like any wrong bytes.
 - Downloads go to `<name>.part`. An interrupted one resumes with a Range request carrying If-Range,
   and only from the server that started it, so bytes of two revisions are never joined. A `.part`
   that fails verification is discarded and the file fetched whole once more; a complete `.part` left
   by a stopped run is verified before any request.
 - Connection errors (TLS included), 5xx answers, stalls, bodies cut short of their Content-Length
   and non-numeric Content-Lengths are retried with backoff; 4xx answers (but a 416 to a resume,
-  which restarts the file), web pages (by their Content-Type) and redirect loops go straight to the
-  mirror. A body that is wrong in any other way (longer than its Content-Length says, no length and
-  cut short, a web page labelled as a file) fails verification: fetched whole once more, then the
-  mirror.
+  which restarts the file), web pages (by their Content-Type), redirect loops and redirects to
+  anything but http:// or https:// go straight to the mirror. A body that is wrong in any other way
+  (longer than its Content-Length says, no length and cut short, a web page labelled as a file)
+  fails verification: fetched whole once more, then the mirror.
 - One download per folder at a time: a lock file `<size>.lock` beside the folder makes a second
   process wait; once the first has finished, the second finds the files verified and makes no
   request (or, if the first failed, tries itself). A complete folder that cannot be written (shared
@@ -66,7 +68,8 @@ the Hub's own variable HF_ENDPOINT, else https://huggingface.co; mirror_url= or 
 names a second one (none by default). Verification differs, because safetensors stores no checksum:
 a downloaded model.safetensors must have the published SHA-256 where one is known (124M, at a pinned
 revision), otherwise the SHA-256 the server named for it (the Hub's X-Linked-Etag header, on its
-redirect to storage); one with neither is refused. Both files are also checked by content: config.json
+redirect to storage: the first one named binds, and a later answer naming another is refused); one
+with neither is refused. Both files are also checked by content: config.json
 must give the size's published numbers, and model.safetensors must hold exactly the float32 tensors
 config.json implies. A copy placed by hand can only be checked by content (and by hash for 124M).
 The manifest records the Hub's revision (X-Repo-Commit) beside each file. Neither source needs
@@ -84,6 +87,7 @@ import stat
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from http.client import HTTPException
 from pathlib import Path
@@ -325,15 +329,16 @@ def _ensure_file(model_dir, model_size, name, manifest, urls, recheck, retries, 
         problem = _recorded_problem(model_dir, model_size, name, manifest)
         if problem is None and recheck:
             problem = verify_file(model_dir, model_size, name, path)
-        if problem is None:
-            return False
-        if name not in manifest and os.path.lexists(path):
-            # Placed by hand, or left by another tool: the same checks as a download.
+        elif problem is not None and os.path.lexists(path):
+            # Placed by hand, left by another tool, or recorded otherwise (a manifest edited, or copied from
+            # another folder): the manifest only caches checks, so the file's own checks decide, offline.
             problem = verify_file(model_dir, model_size, name, path)
             if problem is None:
                 manifest[name] = {"size": path.stat().st_size, "sha256": sha256_of(path), "source": "found on disk"}
                 write_manifest(model_dir, manifest)
                 return True
+        if problem is None:
+            return False
     rejected = path.with_name(name + ".rejected")  # where a wrong file is kept until a good copy is in place
     if os.path.lexists(path):
         print(f"{path} is wrong: {problem}. Moved aside to {rejected.name}; downloading it again.",
@@ -362,7 +367,7 @@ def read_manifest(model_dir):
         return {}
     try:
         files = json.loads(path.read_text(encoding="utf-8"))["files"]
-    except (ValueError, KeyError, TypeError, UnicodeDecodeError, OSError):
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError, RecursionError, OSError):
         return {}
     if not isinstance(files, dict):
         return {}
@@ -409,6 +414,15 @@ def verify_file(model_dir, model_size, name, path, claimed_sha256=None):
         actual = sha256_of(path)
         if actual != claimed_sha256:
             return f"SHA-256 {actual}, but the server named {claimed_sha256} for it"
+    try:
+        return _content_problem(model_dir, model_size, name, path)
+    except OSError:
+        raise  # the disk's, not the file's (the caller's _storage names it)
+    except Exception as error:  # bytes no parser expected (JSON nested 100,000 deep, ...): a wrong file, not a crash
+        return f"unreadable as {name} ({type(error).__name__}: {str(error)[:200]})"
+
+
+def _content_problem(model_dir, model_size, name, path):
     if name == "config.json":
         return _hf_config_problem(path, KNOWN_HPARAMS.get(model_size))
     if name == "model.safetensors":
@@ -427,7 +441,7 @@ def verify_file(model_dir, model_size, name, path, claimed_sha256=None):
 def _hparams_problem(path, published):
     try:
         hparams = json.loads(path.read_bytes().decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as error:
+    except (UnicodeDecodeError, ValueError, RecursionError) as error:  # RecursionError: nested too deeply
         return f"not JSON ({error})"
     if not isinstance(hparams, dict):
         return "not a JSON object"
@@ -462,7 +476,7 @@ def _meta_graph_problem(path):
             length, position = _varint(data, position)
             position += length
             seen.add(number)
-    except IndexError:
+    except (IndexError, ValueError):  # cut short, or a varint longer than 10 bytes
         position = len(data) + 1
     if position != len(data):
         return "it ends in the middle of a field (cut short?)"
@@ -524,7 +538,7 @@ def _hf_config_problem(path, published):
         if not isinstance(config, dict):
             return "not a JSON object"
         hparams = hparams_from_hf_config(config)
-    except (UnicodeDecodeError, ValueError) as error:  # CheckpointError is a ValueError
+    except (UnicodeDecodeError, ValueError, RecursionError) as error:  # CheckpointError is a ValueError
         return f"not a GPT-2 config.json ({error})"
     return _hparams_values_problem(hparams, published)
 
@@ -658,8 +672,10 @@ def _fetch_into(url, part, timeout, progress):
             raise _SourceFailed(f"answered with a web page (Content-Type: {content_type}), not the file: "
                                 "a sign-in or error page?")
         length = response.headers.get("Content-Length")
-        if length is not None and not length.strip().isdigit():
-            raise _ServerError(f"Content-Length {length!r} is not a number")
+        digits = (length or "").strip()  # isdigit alone takes "²", and int() refuses 4,301 digits or more
+        if length is not None and not (digits.isascii() and digits.isdigit() and len(digits) < 20):
+            raise _ServerError(f"Content-Length {length!r:.40} is not a number")
+        claimed, revision = _bound_claims([*claims, {**_named(response.headers), "url": response.url}], part)
         if resume and response.status == 206:
             start, total = _parse_content_range(response.headers.get("Content-Range"))
             if start != offset or (state.get("length") is not None and total != state["length"]):
@@ -671,10 +687,8 @@ def _fetch_into(url, part, timeout, progress):
             total = int(length) if length is not None else None
             _discard_part(part)
             offset, append = 0, False
-            named = [_named(response.headers), *reversed(claims)]  # the answer's own first, then the redirects'
             _write_part_state(part, {"url": url, "validator": _validator(response.headers), "length": total,
-                                     "sha256": next((n["sha256"] for n in named if n["sha256"]), None),
-                                     "revision": next((n["revision"] for n in named if n["revision"]), None)})
+                                     "sha256": claimed, "revision": revision})
         else:
             raise _ServerError(f"unexpected HTTP {response.status} for a download")
         received = offset
@@ -707,9 +721,42 @@ class _NotingRedirects(urllib.request.HTTPRedirectHandler):
         super().__init__()
         self.claims = claims
 
+    def http_error_302(self, req, fp, code, msg, headers):
+        # urllib itself follows ftp:// and turns other schemes into an HTTPError that reads like a loop.
+        target = headers.get("Location") or headers.get("URI") or ""
+        try:
+            scheme = urllib.parse.urlsplit(target).scheme
+        except ValueError:  # such as an unclosed "[" of an IPv6 address
+            scheme = "unreadable"
+        if scheme not in ("http", "https", ""):
+            fp.close()
+            raise _SourceFailed(f"HTTP {code}: the server redirected to a refused address, {target!r:.200} "
+                                f"({scheme} address; only http:// and https:// redirects are followed)")
+        return super().http_error_302(req, fp, code, msg, headers)
+
+    http_error_301 = http_error_303 = http_error_307 = http_error_308 = http_error_302
+
     def redirect_request(self, req, fp, code, msg, headers, newurl):
-        self.claims.append(_named(headers))
+        self.claims.append({**_named(headers), "url": req.full_url})
         return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
+def _bound_claims(claims, part):
+    """(SHA-256, revision) that the answers to one request named for the file, in the order they came: the
+    first SHA-256 named (the Hub's, on its redirect) binds, and a later answer (the storage's, or a redirect
+    on another host) that names another one is refused, since the bytes could then be verified against it."""
+    sha256 = revision = first = None
+    for claim in claims:
+        if claim["sha256"] and sha256 is None:
+            sha256, first = claim["sha256"], claim["url"]
+        elif claim["sha256"] and claim["sha256"] != sha256:
+            raise _SourceFailed(f"{part.name.removesuffix('.part')}: {first} named SHA-256 {sha256} for it, but a "
+                                f"later answer on the way, {claim['url']}, names {claim['sha256']}; the first binds, "
+                                "so these bytes are refused. Try again later (the file may have changed meanwhile); "
+                                "if this persists, something between you and the server swaps files: use another "
+                                "server or a copy you trust")
+        revision = revision or claim["revision"]
+    return sha256, revision
 
 
 def _named(headers):
@@ -762,7 +809,7 @@ def _read_part_state(part):
         return None
     try:
         state = json.loads(path.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError, OSError):
+    except (ValueError, UnicodeDecodeError, RecursionError, OSError):
         return None
     return state if isinstance(state, dict) else None
 
@@ -940,6 +987,8 @@ def _varint(buffer, position):
         if byte < 0x80:
             return value, position
         shift += 7
+        if shift >= 70:  # a 64-bit varint takes at most 10 bytes; a longer one would grow without end
+            raise ValueError(f"a varint longer than 10 bytes at byte {position - 10:,}")
 
 
 def _protobuf_fields(message):
@@ -1022,6 +1071,8 @@ def _tensor_entry(name, value, path):
                                   "this reader reads whole tensors only")
         else:
             fields[number] = field
+    if not all(type(value) is int for value in (*shape, *(fields[number] for number in (1, 3, 4, 5, 6)))):
+        raise ValueError(f"{name}: a field of the wrong wire type")  # e.g. an offset sent as bytes
     return TensorEntry(dtype=fields[1], shape=tuple(shape), shard=fields[3], offset=fields[4],
                        size=fields[5], crc32c=fields[6])
 

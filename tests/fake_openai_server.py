@@ -19,10 +19,12 @@ Faults:
     "no_length"       no Content-Length; the whole body, then close
     "no_length_cut"   no Content-Length; half the body, then close
     "bad_length"      Content-Length: unknown
+    "superscript_length"  Content-Length: ² (a digit to str.isdigit, not to int)
     "chunked_cut"     Transfer-Encoding: chunked, dropped in the middle of a chunk
     "html"            200 with a sign-in page, Content-Type text/html
     "html_as_file"    200 with an HTML page, Content-Type application/octet-stream
     "redirect_loop"   302 to the same URL, for ever
+    ("redirect", url) 302 to that address (say file:///etc/passwd)
     "stall"           headers and a third of the body, then silence for `stall_seconds`
     "trickle"         the body in 64-byte pieces, 0.1 s apart
 `requests` records a Request(method, file, range, if_range, status) for every request, and
@@ -39,6 +41,8 @@ faults above. Small files (config.json) are served at their resolve address dire
 - `revisions`: the revisions a resolve address may name (any, if None).
 - `commit`: the revision the Hub names in X-Repo-Commit (on the redirect, and on small files' answers).
 - `name_no_sha256`: leave X-Linked-Etag out of the redirect (a mirror that does not name the hash).
+- `storage_headers[name]`: more headers on the storage's answer (say an X-Linked-Etag of its own).
+- `redirect_to[name]`: the address the redirect points to instead of the storage (another host).
 """
 
 import collections
@@ -57,6 +61,8 @@ class FakeGPT2Server:
     def __init__(self, files_root, prefix, hub=False):
         self.files_root, self.prefix, self.hub = Path(files_root), prefix.strip("/"), hub
         self.storage_body = {}
+        self.storage_headers = {}
+        self.redirect_to = {}
         self.name_no_sha256 = False
         self.revisions = None
         self.commit = hashlib.sha1(str(self.files_root).encode()).hexdigest()  # the revision a hub names
@@ -162,7 +168,8 @@ class FakeGPT2Server:
         body = self.replace_body.get(name, path.read_bytes())
         if self.hub and name.endswith(".safetensors"):
             if not from_storage:  # the Hub's answer for a large file: where to get it, and its hash
-                location = f"/{self.prefix}/storage/{inside}?signature={next(self._signatures)}"
+                location = self.redirect_to.get(
+                    name, f"/{self.prefix}/storage/{inside}?signature={next(self._signatures)}")
                 return send(302, {"Location": location, "Content-Length": "0",
                                   **({} if self.name_no_sha256 else
                                      {"X-Linked-Etag": '"' + hashlib.sha256(body).hexdigest() + '"'}),
@@ -173,6 +180,8 @@ class FakeGPT2Server:
 
         if fault == "redirect_loop":
             return send(302, {"Location": handler.path, "Content-Length": "0"})
+        if isinstance(fault, tuple) and fault[0] == "redirect":
+            return send(302, {"Location": fault[1], "Content-Length": "0"})
         if fault in ("html", "html_as_file"):
             page = b"<!DOCTYPE html><html><body><h1>Sign in to continue</h1></body></html>\n"
             content_type = "text/html; charset=utf-8" if fault == "html" else "application/octet-stream"
@@ -188,6 +197,8 @@ class FakeGPT2Server:
         headers = {"ETag": etag, "Content-Type": "application/octet-stream"}
         if self.hub and not from_storage:
             headers["X-Repo-Commit"] = self.commit  # the Hub names its revision on every answer
+        if self.hub and from_storage:
+            headers |= self.storage_headers.get(name, {})
         if status == 206:
             headers["Content-Range"] = f"bytes {start}-{len(body) - 1}/{len(body)}"
         honest_length = {"Content-Length": str(len(payload))}
@@ -204,6 +215,8 @@ class FakeGPT2Server:
             return send(status, headers, payload[:len(payload) // 2])
         if fault == "bad_length":
             return send(status, headers | {"Content-Length": "unknown"}, payload)
+        if fault == "superscript_length":
+            return send(status, headers | {"Content-Length": "\u00b2"}, payload)
         if fault == "chunked_cut":
             half = payload[:len(payload) // 2]
             chunk = b"%x\r\n" % len(payload) + half  # announces the whole payload, sends half

@@ -333,6 +333,49 @@ def test_a_file_changed_after_it_was_recorded_is_moved_aside_and_fetched_again(t
     assert {request.file for request in primary.requests} == {DATA}  # only the damaged file
 
 
+@pytest.mark.parametrize("body", [b"[" * 100_000, b'{"n_vocab": ' * 100_000], ids=["arrays", "objects"])
+def test_json_nested_past_any_parser_is_a_wrong_file_and_a_fixed_server_then_succeeds(tmp_path, served, servers,
+                                                                                       body):
+    """json raises RecursionError, not ValueError, for such a file: it must be refused like any wrong
+    bytes (its .part discarded), not escape and leave a complete .part that fails every later call."""
+    for server in servers:
+        server.replace_body["hparams.json"] = body
+    with pytest.raises(gpt_download.DownloadError, match=r"(?s)Could not download hparams.json.*not JSON"):
+        download(tmp_path, servers)
+    assert_not_recorded(tmp_path / SIZE, "hparams.json")
+    assert not list((tmp_path / SIZE).glob("*.part*"))
+    for server in servers:
+        del server.replace_body["hparams.json"]
+    download(tmp_path, servers)
+    assert_same_files(served[0], tmp_path / SIZE)
+
+
+def test_a_manifest_entry_that_disagrees_with_a_right_file_is_corrected_offline(tmp_path, served, servers,
+                                                                                monkeypatch):
+    """The manifest only records checks: a right file whose entry is wrong (edited, or copied from another
+    folder) passes its own checks (every tensor's CRC32C) and stays, with no server."""
+    download(tmp_path, servers)
+    model_dir = tmp_path / SIZE
+    manifest = json.loads((model_dir / gpt_download.MANIFEST).read_text())
+    manifest["files"][DATA] = manifest["files"]["model.ckpt.index"]  # another file's record
+    manifest["files"]["hparams.json"]["sha256"] = "0" * 64
+    (model_dir / gpt_download.MANIFEST).write_text(json.dumps(manifest))
+    for server in servers:
+        server.stop()
+    monkeypatch.setattr(socket, "create_connection", lambda *args, **kwargs: pytest.fail("network used"))
+    url = closed_port_url()
+    hparams, params = gpt_download.download_and_load_gpt2(SIZE, tmp_path, base_url=url, mirror_url=url,
+                                                          backoff=0.0, progress=False)
+    assert hparams == TINY
+    for name, array in flat(served[1]).items():
+        assert np.array_equal(flat(params)[name], array), name
+    assert_same_files(served[0], model_dir)  # nothing set aside as .rejected either
+    corrected = gpt_download.read_manifest(model_dir)
+    for name in (DATA, "hparams.json"):
+        assert corrected[name]["sha256"] == gpt_download.sha256_of(model_dir / name)
+        assert corrected[name]["size"] == (model_dir / name).stat().st_size
+
+
 @pytest.fixture(scope="module")
 def next_revision(tmp_path_factory):
     """The same tiny model's files from other weights: another revision of the release."""
@@ -484,8 +527,8 @@ def test_a_part_that_shares_its_bytes_with_another_name_is_never_appended_to(tmp
 
 # ---- 3. servers that lie -------------------------------------------------------------------------
 
-LIES = ["long", "no_length_cut", "bad_length", "chunked_cut", "stall", "trickle", "html", "html_as_file",
-        "redirect_loop", ("cut", 100)]
+LIES = ["long", "no_length_cut", "bad_length", "superscript_length", "chunked_cut", "stall", "trickle", "html",
+        "html_as_file", "redirect_loop", ("cut", 100)]
 
 
 @pytest.mark.parametrize("lie", LIES, ids=str)
@@ -511,6 +554,22 @@ def test_a_lying_primary_and_no_mirror_give_a_clear_error_and_no_file(tmp_path, 
         download(tmp_path, servers, retries=2, timeout=0.5)
     assert f"{primary.url}/{SIZE}/{DATA}: " in str(error.value)
     assert_not_recorded(tmp_path / SIZE, DATA)
+
+
+@pytest.mark.parametrize("target", ["file:///etc/passwd", "ftp://127.0.0.1:{port}/gpt2/model.ckpt"])
+def test_a_redirect_to_a_refused_scheme_is_named_as_such_and_the_mirror_is_used(tmp_path, served, servers, capsys,
+                                                                                target):
+    primary, mirror = servers
+    target = target.format(port=unused_local_port())  # urllib itself would follow ftp://
+    primary.faults[DATA] = [("redirect", target)] * 5
+    download(tmp_path, servers)
+    assert primary.gets(DATA) == [(None, 302)]  # not retried: no later try can help
+    said = capsys.readouterr().err
+    scheme = target.split(":")[0]
+    assert f"the server redirected to a refused address, {target!r} ({scheme} address" in said
+    assert "loop" not in said
+    assert gpt_download.read_manifest(tmp_path / SIZE)[DATA]["source"].startswith(mirror.url)
+    assert_same_files(served[0], tmp_path / SIZE)
 
 
 def test_a_body_without_content_length_is_accepted_once_verified(tmp_path, served, servers):

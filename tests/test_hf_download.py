@@ -169,6 +169,51 @@ def test_the_named_sha256_still_holds_after_a_resume(tmp_path, published, hub):
             if request.file == WEIGHTS and request.status != 302][:2] == [(False, 200), (True, 206)]
 
 
+@pytest.mark.parametrize("later_hop", ["the storage's answer", "a second redirect, on another host"])
+def test_the_first_sha256_the_hub_names_binds_and_a_later_hop_naming_another_is_refused(tmp_path, published, hub,
+                                                                                       later_hop):
+    """Other bytes, well-formed, arrive with a hash of their own named after the Hub's: they must not be
+    verified against that later hash."""
+    bias = "transformer.h.0.ln_1.bias"
+    other = rewritten_weights(published, tmp_path, lambda tensors: tensors.update({bias: tensors[bias] + 1}))
+    hubs_sha256, others_sha256 = (gpt_download.sha256_of(published["hub_root"] / REPO / WEIGHTS),
+                                  gpt_download.sha256_of(tmp_path / "changed.safetensors"))
+    relay = None
+    if later_hop == "the storage's answer":
+        hub.storage_body[WEIGHTS] = other
+        hub.storage_headers[WEIGHTS] = {"X-Linked-Etag": f'"{others_sha256}"'}
+    else:  # a second Hub-like server, which redirects to its own storage naming the other file's hash
+        (tmp_path / "relay" / REPO).mkdir(parents=True)
+        (tmp_path / "relay" / REPO / WEIGHTS).write_bytes(other)
+        relay = FakeGPT2Server(tmp_path / "relay", "relay", hub=True).start()
+        hub.redirect_to[WEIGHTS] = f"{relay.url}/{REPO}/resolve/main/{WEIGHTS}"
+    try:
+        with pytest.raises(gpt_download.DownloadError) as raised:
+            download(tmp_path / "models", hub)
+    finally:
+        if relay is not None:
+            relay.stop()
+    message = str(raised.value)
+    assert f"{WEIGHTS}: {hub.url}/{REPO}/resolve/main/{WEIGHTS} named SHA-256 {hubs_sha256}" in message
+    assert f"names {others_sha256}; the first binds, so these bytes are refused. Try again later" in message
+    model_dir = tmp_path / "models" / "huggingface" / SIZE
+    assert not (model_dir / WEIGHTS).exists() and WEIGHTS not in gpt_download.read_manifest(model_dir)
+    assert not list(model_dir.glob("*.part*"))
+    assert hub.gets(WEIGHTS)[0] == (None, 302) and len(hub.gets(WEIGHTS)) <= 2  # asked once: no retry
+
+
+@pytest.mark.parametrize("body", [b"[" * 100_000, b'{"n_embd": ' * 100_000], ids=["arrays", "objects"])
+def test_a_config_nested_past_any_parser_is_refused_and_a_fixed_server_then_succeeds(tmp_path, hub, body):
+    hub.replace_body["config.json"] = body
+    with pytest.raises(gpt_download.DownloadError, match=r"(?s)Could not download config.json.*not a GPT-2 config"):
+        download(tmp_path, hub)
+    model_dir = tmp_path / "huggingface" / SIZE
+    assert not (model_dir / "config.json").exists() and not list(model_dir.glob("*.part*"))
+    del hub.replace_body["config.json"]
+    hparams, _ = download(tmp_path, hub)
+    assert hparams == TINY
+
+
 def test_a_server_that_names_no_sha256_is_refused_for_the_weights(tmp_path, hub):
     hub.name_no_sha256 = True  # say, a mirror that passes the file on without the Hub's headers
     with pytest.raises(gpt_download.DownloadError, match="the server named no SHA-256 for it"):
