@@ -10,25 +10,45 @@ In a notebook:  check_exercise("01.3", scaled_attention)   prints one of
 and never raises, so a notebook with unsolved exercises still runs to the end.
 
 How a message is chosen: a checker computes the expected result and, for the mistakes learners
-typically make, the result that mistake gives. The learner's function gets copies of the inputs, so
-code that changes its arguments in place cannot change what it is compared with. An answer that matches a mistake's result gets that
+typically make, the result that mistake gives. An answer that matches a mistake's result gets that
 mistake's message; any other wrong answer gets its shape or its largest difference. `run_check` returns
 the Result instead of printing it (the tests use it).
+
+A checker calls the learner's function only through `run_learner`, which runs it on deep copies of the
+inputs (so that code changing its arguments in place cannot change what it is compared with), within a
+time limit (TIME_LIMIT_S), and restores torch's global state afterwards (default dtype and device, grad
+mode, random state), whatever happens; a result that is None, of the wrong type or on another device
+than the inputs is reported as such rather than failing inside the checker.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import copy
 import math
+import numbers
+import signal
+import threading
+import time
 import traceback
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 NOT_ATTEMPTED = "not attempted yet: replace `raise NotImplementedError` with your code"
+FORGOT_RETURN = "your function returned None: did you forget `return`?"
 EXERCISES = {}  # "01.3" -> (title, checker)
+
+# Seconds one call of the learner's function may take before the check stops it. Every exercise's answer
+# runs in well under a second; the slowest honest one is 01.9 building GPT-2 medium (355M parameters) to
+# count them instead of using a formula, about 15 s on a busy 2-core machine: 60 s leaves a slow laptop
+# room. check_exercise(..., time_limit_s=...) sets another limit (None: this one; 0: none).
+TIME_LIMIT_S = 60
+_time_limit_s = contextvars.ContextVar("time_limit_s", default=None)  # run_check's limit, for run_learner
 
 
 @dataclass
@@ -51,14 +71,18 @@ def exercise(exercise_id, title):
     return register
 
 
-def run_check(exercise_id, *candidates):
-    """The Result of checking the candidate(s) for one exercise."""
+def run_check(exercise_id, *candidates, time_limit_s=None):
+    """The Result of checking the candidate(s) for one exercise. time_limit_s: the seconds one call of a
+    candidate may take (None: TIME_LIMIT_S; 0: no limit)."""
     if exercise_id not in EXERCISES:
         raise ValueError(f"no exercise {exercise_id!r}; the exercises are {', '.join(EXERCISES)}")
     title, checker = EXERCISES[exercise_id]
+    limit_set = _time_limit_s.set(TIME_LIMIT_S if time_limit_s is None else time_limit_s)
     try:
-        with torch.random.fork_rng(devices=[]):  # the learner's random state is left as it was
+        with global_state_kept():  # the learner's random state, dtype, ... are left as they were
             messages = checker(*candidates)
+    except LearnerProblem as problem:
+        return Result(exercise_id, title, "failed", [str(problem)])
     except NotImplementedError as error:
         raised_in = traceback.extract_tb(error.__traceback__)[-1]
         own_code = {(code.co_filename, code.co_name) for code in
@@ -69,19 +93,150 @@ def run_check(exercise_id, *candidates):
             f"a function your code calls, {raised_in.name}, still raises NotImplementedError: finish it first"])
     except Exception as error:  # the learner's code raised: say what, and where that usually comes from
         return Result(exercise_id, title, "failed", [f"your code raised {type(error).__name__}: {error}"])
+    finally:
+        _time_limit_s.reset(limit_set)
     messages = list(dict.fromkeys(messages))  # the same message from several cases is said once
     return Result(exercise_id, title, "failed" if messages else "passed", messages)
 
 
-def check_exercise(exercise_id, *candidates):
+def check_exercise(exercise_id, *candidates, time_limit_s=None):
     """Check the candidate(s) for an exercise and print the verdict and what is wrong (run_check returns
     the Result instead). Returns nothing, so that a notebook cell shows only the printed verdict."""
-    result = run_check(exercise_id, *candidates)
+    result = run_check(exercise_id, *candidates, time_limit_s=time_limit_s)
     verdict = {"passed": "passed", "failed": "failed", "not attempted": "not attempted yet"}[result.status]
     print(f"Exercise {exercise_id} ({result.title}): {verdict}")
     if result.status == "failed":
         for message in result.messages:
             print(f"  - {message}")
+
+
+# --------------------------------------------------------------------------- running the learner's code
+
+class LearnerProblem(Exception):
+    """How the learner's function ran or what it returned keeps it from being compared: the message says
+    what (run_check reports it as the failure)."""
+
+
+class _OutOfTime(BaseException):
+    """Raised inside the learner's code when its time is up: a BaseException, so that an `except Exception`
+    in that code does not catch it."""
+
+
+@contextlib.contextmanager
+def global_state_kept():
+    """Restore on leaving, however it is left, the global state of torch that the code inside may change:
+    the default dtype, the default device, grad mode and the CPU random state."""
+    dtype, grad_enabled, random_state = torch.get_default_dtype(), torch.is_grad_enabled(), torch.get_rng_state()
+    device = torch.get_default_device() if hasattr(torch, "get_default_device") else None  # torch >= 2.3
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(dtype)
+        torch.set_grad_enabled(grad_enabled)
+        torch.set_rng_state(random_state)
+        if device is not None and torch.get_default_device() != device:
+            torch.set_default_device(None if device == torch.device("cpu") else device)
+
+
+@contextlib.contextmanager
+def time_limit(seconds):
+    """Raise _OutOfTime in the code inside once `seconds` have passed (none or 0: no limit).
+
+    SIGALRM (setitimer) interrupts the main thread, where Jupyter runs a cell and pytest a test. Elsewhere
+    the code runs without a limit: in another thread (a signal handler can only be set, and only runs, in
+    the main thread), on Windows (no SIGALRM), and where a SIGALRM handler was installed outside Python
+    (it could not be put back). A timer already running (pytest-timeout's, ...) is put back afterwards
+    with the time it has left, so it fires at the latest just after the learner's code.
+    """
+    if (not seconds or not hasattr(signal, "setitimer") or threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(signal.SIGALRM) is None):
+        yield
+        return
+
+    def out_of_time(signum, frame):
+        raise _OutOfTime
+
+    start = time.monotonic()
+    previous_handler = signal.signal(signal.SIGALRM, out_of_time)
+    previous_delay, previous_interval = signal.setitimer(signal.ITIMER_REAL, seconds)  # fires once
+
+    def put_back():
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous_handler)
+        if previous_delay:
+            signal.setitimer(signal.ITIMER_REAL, max(previous_delay - (time.monotonic() - start), 1e-3),
+                             previous_interval)
+
+    try:
+        yield
+    finally:
+        try:
+            put_back()
+        except _OutOfTime:  # the time ran out just as the code returned: the timer has fired, it cannot again
+            put_back()
+            raise
+
+
+def _tensors_in(value):
+    """The tensors `value` is or holds: a tensor, a module's parameters and buffers, or those of the items
+    of a tuple, list or dict (not deeper)."""
+    if isinstance(value, torch.Tensor):
+        return [value]
+    if isinstance(value, nn.Module):
+        return [*value.parameters(), *value.buffers()]
+    if isinstance(value, (tuple, list, dict)):
+        items = value.values() if isinstance(value, dict) else value
+        return [tensor for item in items for tensor in _tensors_in(item)
+                if isinstance(item, (torch.Tensor, nn.Module))]
+    return []
+
+
+def run_learner(function, *args, changes=None, returns=torch.Tensor):
+    """The one way a checker calls the learner's function: on deep copies of `args` (so that nothing it
+    changes in place reaches what the checker computes the expected result from), within the time limit,
+    with torch's global state restored afterwards, whatever happens.
+
+    changes: the object the exercise asks the function to change in place (01.11's model, 03.1's block),
+        passed as the first argument, itself; it must stay on its device.
+    returns: what the function must return: torch.Tensor, numbers.Real (a tensor or numpy number of one
+        element is turned into a Python number), tuple or str (the checker says what a wrong tuple or
+        string should be), or None when it changes `changes` and returns nothing.
+    Raises LearnerProblem when the function does not return in time, returns None (but should return
+    something), something else than a tensor or number that it should return, or a tensor on another
+    device than its inputs; and whatever the function raises.
+    """
+    inputs_device = next((tensor.device for tensor in _tensors_in([changes, *args])), torch.device("cpu"))
+    copies = copy.deepcopy(args)
+    limit = _time_limit_s.get()
+    limit = TIME_LIMIT_S if limit is None else limit
+    try:
+        with global_state_kept(), time_limit(limit):
+            answer = function(*copies) if changes is None else function(changes, *copies)
+    except _OutOfTime:
+        raise LearnerProblem(
+            f"your function did not return within {limit:g} s: look for a loop that never ends (a function "
+            "that is only slow can have more time: check_exercise(..., time_limit_s=300))") from None
+
+    for tensor in _tensors_in(changes):
+        if tensor.device != inputs_device:
+            raise LearnerProblem(f"your function moved the {type(changes).__name__} it was given to the "
+                                 f"{tensor.device} device; it must stay on {inputs_device}, where it was")
+    if returns is None:
+        return answer
+    if answer is None:
+        raise LearnerProblem(FORGOT_RETURN)
+    for tensor in _tensors_in(answer):
+        if tensor.device != inputs_device:
+            raise LearnerProblem(f"your function returned a tensor on the {tensor.device} device; its inputs are "
+                                 f"on {inputs_device}: make the result there too (e.g. device=x.device)")
+    if returns is numbers.Real and isinstance(answer, (torch.Tensor, np.ndarray, np.generic)) \
+            and math.prod(answer.shape) == 1:
+        answer = answer.item()
+    if returns in (torch.Tensor, numbers.Real) and not isinstance(answer, returns):
+        kind = "a torch.Tensor" if returns is torch.Tensor else "a number"
+        raise LearnerProblem(f"your function returned an object of type {type(answer).__name__}; it should "
+                             f"return {kind}")
+    return answer
 
 
 # --------------------------------------------------------------------------- comparing
@@ -140,7 +295,7 @@ def check_embed_tokens(embed_tokens):
     token_ids = torch.randint(0, 12, (2, 5), generator=g)
     positions = torch.arange(5)
     with torch.no_grad():
-        answer = embed_tokens(token_ids.clone(), tok_emb, pos_emb)
+        answer = run_learner(embed_tokens, token_ids, tok_emb, pos_emb)
         expected = tok_emb(token_ids) + pos_emb(positions)
         mistakes = [
             ("the position embeddings are missing: add pos_emb(positions) for positions 0 .. n_tokens - 1",
@@ -156,7 +311,7 @@ def check_embed_tokens(embed_tokens):
 def check_simple_attention(simple_attention):
     x = torch.randn(6, 3, generator=generator(4))
     with torch.no_grad():
-        answer = simple_attention(x.clone())
+        answer = run_learner(simple_attention, x, returns=tuple)
     if not (isinstance(answer, tuple) and len(answer) == 2):
         return ["return a pair: (weights, contexts)"]
     weights, contexts = answer
@@ -181,7 +336,7 @@ def check_scaled_attention(scaled_attention):
     g = generator(5)
     queries, keys, values = (torch.randn(2, 5, 16, generator=g) for _ in range(3))
     with torch.no_grad():
-        answer = scaled_attention(queries.clone(), keys.clone(), values.clone())
+        answer = run_learner(scaled_attention, queries, keys, values)
     scores = queries @ keys.transpose(-2, -1)
     mistakes = [
         ("the scores are not scaled: divide them by √d_k = √16 before the softmax",
@@ -198,7 +353,7 @@ def check_scaled_attention(scaled_attention):
 def check_causal_attention_weights(causal_attention_weights):
     scores = torch.randn(2, 6, 6, generator=generator(6))
     with torch.no_grad():
-        answer = causal_attention_weights(scores.clone())
+        answer = run_learner(causal_attention_weights, scores)
     future = torch.triu(torch.ones(6, 6, dtype=torch.bool), diagonal=1)
     expected = torch.softmax(scores.masked_fill(future, float("-inf")), dim=-1)
     with_diagonal = torch.triu(torch.ones(6, 6, dtype=torch.bool), diagonal=0)
@@ -243,7 +398,7 @@ def check_multi_head_attention(multi_head_attention):
     attention = random_like_init(CausalSelfAttention(12, 3, qkv_bias=True), 7).eval()
     x = torch.randn(2, 5, 12, generator=generator(8))
     with torch.no_grad():
-        answer = multi_head_attention(x.clone(), attention.qkv, attention.out_proj, 3)
+        answer = run_learner(multi_head_attention, x, attention.qkv, attention.out_proj, 3)
         expected = attention(x)
         args = (x, attention.qkv, attention.out_proj, 3)
         mistakes = [
@@ -264,7 +419,7 @@ def check_apply_feed_forward(apply_feed_forward):
     network = random_like_init(FeedForward(8), 9)
     x = 3 * torch.randn(2, 4, 8, generator=generator(10))
     with torch.no_grad():
-        answer = apply_feed_forward(x.clone(), network.expand, network.project)
+        answer = run_learner(apply_feed_forward, x, network.expand, network.project)
         mistakes = [
             ("GPT-2 uses GELU, not ReLU", network.project(F.relu(network.expand(x)))),
             ("this is the exact GELU; GPT-2 uses its tanh approximation, F.gelu(..., approximate='tanh')",
@@ -282,7 +437,7 @@ def check_layer_norm(layer_norm):
     x[0, 0] = 1.0 + 0.01 * torch.randn(8, generator=g)  # a row of small variance, where eps matters
     weight, bias = torch.randn(8, generator=g), torch.randn(8, generator=g)
     eps = 1e-5
-    answer = layer_norm(x.clone(), weight.clone(), bias.clone())
+    answer = run_learner(layer_norm, x, weight, bias)
     mean = x.mean(dim=-1, keepdim=True)
     variance = x.var(dim=-1, keepdim=True, unbiased=False)
     mistakes = [
@@ -310,7 +465,7 @@ def check_block_forward(block_forward):
     block = random_like_init(TransformerBlock(small_config()), 12).eval()
     x = torch.randn(2, 5, 16, generator=generator(13))
     with torch.no_grad():
-        answer = block_forward(block, x.clone())
+        answer = run_learner(block_forward, block, x)
         attn, ff, norm1, norm2 = block.attn, block.ff, block.norm1, block.norm2
         attended = attn(norm1(x))
         post_ln = norm1(x + attn(x))
@@ -334,7 +489,7 @@ def check_count_gpt_parameters(count_gpt_parameters):
     messages = []
     for cfg in (GPTConfig.from_preset("124M"), GPTConfig.from_preset("355M"),
                 small_config(qkv_bias=False, tie_weights=False)):
-        answer, expected = count_gpt_parameters(cfg), parameter_count(cfg)
+        answer, expected = run_learner(count_gpt_parameters, cfg, returns=numbers.Real), parameter_count(cfg)
         if answer == expected:
             continue
         difference = answer - expected
@@ -372,7 +527,7 @@ def check_gpt_forward(gpt_forward):
         return model.out_head(model.final_norm(x) if final_norm else x)
 
     with torch.no_grad():
-        answer = gpt_forward(model, token_ids.clone())
+        answer = run_learner(gpt_forward, model, token_ids)
         mistakes = [
             ("the position embeddings are missing: add model.pos_emb(positions)", run(model.tok_emb(token_ids))),
             ("the final layer norm is missing: model.final_norm before model.out_head",
@@ -392,9 +547,9 @@ def check_init_gpt_weights(init_gpt_weights):
         for name, parameter in model.named_parameters():
             if "norm" not in name:  # layer norms keep their weight 1 and bias 0, as GPTModel leaves them
                 parameter.fill_(0.5)  # so that anything left alone shows
-    torch.manual_seed(17)
-    init_gpt_weights(model)
     residual_std = 0.02 / math.sqrt(2 * cfg.n_layers)
+    torch.manual_seed(17)
+    run_learner(init_gpt_weights, changes=model, returns=None)
     messages = []
     for name, parameter in model.named_parameters():
         if ".norm" in name or name.startswith("final_norm"):
@@ -424,7 +579,8 @@ def check_init_gpt_weights(init_gpt_weights):
 def check_warmup_cosine_lr(warmup_cosine_lr):
     from gpt2_from_scratch.pretraining import learning_rate_at  # 02, section 6
     total, peak, warmup, initial, minimum = 50, 1e-3, 10, 1e-5, 1e-4
-    answer = torch.tensor([float(warmup_cosine_lr(s, total, peak, warmup, initial, minimum)) for s in range(total)])
+    answer = torch.tensor([float(run_learner(warmup_cosine_lr, s, total, peak, warmup, initial, minimum,
+                                             returns=numbers.Real)) for s in range(total)])
     expected = torch.tensor([learning_rate_at(s, total, peak, warmup, initial, minimum) for s in range(total)])
     decay_to_zero = torch.tensor([learning_rate_at(s, total, peak, warmup, initial, 0.0) for s in range(total)])
     no_warmup = torch.tensor([learning_rate_at(s, total, peak, 0, initial, minimum) for s in range(total)])
@@ -442,7 +598,7 @@ def check_nucleus_filter(nucleus_filter):
     ordered, order = probabilities.sort(dim=-1, descending=True)
     messages = []
     for top_p in (0.5, 0.9):
-        answer = nucleus_filter(probabilities.clone(), top_p)
+        answer = run_learner(nucleus_filter, probabilities, top_p)
         strict = torch.zeros_like(ordered, dtype=torch.bool).scatter(-1, order, ordered.cumsum(-1) < top_p)
         kept_strict = probabilities * strict
         kept = top_p_filter(probabilities, top_p)
@@ -459,7 +615,7 @@ def check_nucleus_filter(nucleus_filter):
 def check_temperature_top_k(temperature_top_k):
     from gpt2_from_scratch.pretraining import top_k_filter  # 02, section 7
     logits = 3 * torch.randn(3, 12, generator=generator(19))
-    answer = temperature_top_k(logits.clone(), 0.7, 4)
+    answer = run_learner(temperature_top_k, logits, 0.7, 4)
     mistakes = [
         ("divide the logits by the temperature, not the probabilities",
          torch.softmax(top_k_filter(logits, 4), dim=-1) / 0.7),
@@ -486,7 +642,7 @@ def check_load_block_weights(load_block_weights):
         for parameter in block.parameters():
             parameter.zero_()
     try:
-        load_block_weights(block, block_params)
+        run_learner(load_block_weights, block_params, changes=block, returns=None)
     except RuntimeError as error:
         if "size" in str(error) or "shape" in str(error):
             return [f"a shape does not fit ({error}): the checkpoint stores a weight as [in, out], nn.Linear as "
@@ -511,7 +667,7 @@ def check_split_c_attn(split_c_attn):
     g = generator(22)
     d = 6
     c_attn_w = torch.randn(d, 3 * d, generator=g).numpy()  # as in the checkpoint: [in, out]
-    answer = split_c_attn(c_attn_w.copy())
+    answer = run_learner(split_c_attn, c_attn_w, returns=tuple)
     if not (isinstance(answer, tuple) and len(answer) == 3):
         return ["return three weights: (query_weight, key_weight, value_weight)"]
     if any(torch.as_tensor(part).shape == (d // 3, 3 * d) for part in answer):
@@ -530,7 +686,7 @@ def check_split_c_attn(split_c_attn):
 def check_last_real_token_logits(last_real_token_logits):
     logits = torch.randn(4, 9, 2, generator=generator(23))  # 9 positions: no row is as long as the batch
     lengths = torch.tensor([7, 3, 5, 1])
-    answer = last_real_token_logits(logits.clone(), lengths.clone())
+    answer = run_learner(last_real_token_logits, logits, lengths)
     rows = torch.arange(4)
     mistakes = [
         ("these are the last positions, padding for every row shorter than the batch: take each row at "
@@ -553,7 +709,7 @@ def check_lora_forward(lora_forward):
     with torch.no_grad():
         lora.A.copy_(A)
         lora.B.copy_(B)
-        answer = lora_forward(x.clone(), linear, A.clone(), B.clone(), alpha)
+        answer = run_learner(lora_forward, x, linear, A, B, alpha)
         expected = linear(x) + lora(x)
         mistakes = [
             ("the update is scaled by alpha; scale it by alpha / rank (Hu et al. 2021, as 04 does)",
@@ -570,7 +726,7 @@ def check_lora_forward(lora_forward):
 def check_collate_masked_prompt(collate_masked_prompt):
     from gpt2_from_scratch.instruct import custom_collate_fn  # 05, section 2
     batch = [([11, 12, 13, 14, 15, 16], 4), ([21, 22, 23], 2), ([31, 32, 33, 34], 1)]
-    answer = collate_masked_prompt(copy.deepcopy(batch))
+    answer = run_learner(collate_masked_prompt, batch, returns=tuple)
     if not (isinstance(answer, tuple) and len(answer) == 2):
         return ["return a pair: (inputs, targets)"]
     inputs, targets = answer
@@ -601,7 +757,7 @@ def check_alpaca_prompt(alpaca_prompt):
                {"instruction": "Name a primary colour.", "input": "", "output": "Red."}]
     messages = []
     for entry in entries:
-        answer, expected = alpaca_prompt(dict(entry)), format_input(entry) + RESPONSE_MARKER
+        answer, expected = run_learner(alpaca_prompt, entry, returns=str), format_input(entry) + RESPONSE_MARKER
         if answer == expected:
             continue
         kind = "with" if entry["input"] else "without"

@@ -205,13 +205,14 @@ def query_ollama(prompt, model=JUDGE_MODEL, url=OLLAMA_URL, seed=123, num_ctx=20
 def parse_score(reply):
     """The integer score (0-100) in a judge's reply; ValueError if there is none.
 
-    Mentions of the scale itself ("0-100", "0 to 100", "out of 100", "/100") are not the score.
+    Mentions of the scale itself ("0-100", "0 to 100", "out of 100", "/100") are not the score. The score is
+    the first number of the rest, read whole, with its sign and decimals: "-5", "0.5" or "250" is no score.
     """
     reply_without_scale = re.sub(r"\b0\s*(?:-|–|to)\s*100\b|(?:\bout of|/)\s*100\b", " ", reply)
-    match = re.search(r"\b(\d{1,3})\b", reply_without_scale)
-    if match is None or not 0 <= int(match.group(1)) <= 100:
+    match = re.search(r"(?<![\w.])[-−]?\b\d+(?:\.\d+)?\b", reply_without_scale)
+    if match is None or not match.group().isdigit() or int(match.group()) > 100:
         raise ValueError(f"no score from 0 to 100 in the judge's reply {reply!r}")
-    return int(match.group(1))
+    return int(match.group())
 
 
 def judge_prompt(entry, response):

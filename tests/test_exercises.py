@@ -1,8 +1,13 @@
 """The exercise checkers: every solution passes, every notebook skeleton reports "not attempted", and
 typical wrong answers (at least two per exercise, kept here) fail with the message meant for them."""
 
+import copy
+import dataclasses
 import json
 import math
+import signal
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -102,6 +107,188 @@ def temperature_top_k_in_place(logits, temperature, top_k):
 def test_a_right_answer_that_changes_its_inputs_in_place_passes(exercise_id, answer):
     result = run_check(exercise_id, answer)
     assert result.passed, result.messages
+
+
+IN_PLACE = ("01.11", "03.1")  # the exercises whose function changes its first argument and returns nothing
+FORGOT_RETURN = "your function returned None: did you forget `return`?"
+
+
+def wreck(value, keep_parameters=False):
+    """Change in place everything `value` holds: tensors, arrays and a module's parameters to 0, the integers
+    of a configuration (a module's too) to 1, of a list to 0, the strings of a dict to ""."""
+    if isinstance(value, torch.Tensor):
+        value.zero_()
+    elif isinstance(value, np.ndarray):
+        value[...] = 0
+    elif isinstance(value, torch.nn.Module):
+        if not keep_parameters:
+            for tensor in [*value.parameters(), *value.buffers()]:
+                tensor.zero_()
+        for attribute in vars(value).values():
+            if dataclasses.is_dataclass(attribute):
+                wreck(attribute)
+    elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+        for field in dataclasses.fields(value):
+            if type(getattr(value, field.name)) is int:
+                setattr(value, field.name, 1)
+    elif isinstance(value, (dict, list)):
+        for key, item in (value.items() if isinstance(value, dict) else enumerate(value)):
+            if isinstance(item, (str, int)):
+                value[key] = type(item)()
+            else:
+                wreck(item)
+    elif isinstance(value, tuple):
+        for item in value:
+            wreck(item)
+
+
+def then_wrecking_its_inputs(exercise_id):
+    """The solution, which afterwards wrecks everything it was given (an in-place exercise's model or block
+    keeps the parameters it was asked to set)."""
+    solution = SOLUTIONS[exercise_id]
+
+    def answer(*args):
+        result = copy.deepcopy(solution(*args))
+        with torch.no_grad():
+            if exercise_id in IN_PLACE:
+                wreck(args[0], keep_parameters=True)
+                args = args[1:]
+            for arg in args:
+                wreck(arg)
+        return result
+    return answer
+
+
+@pytest.mark.parametrize("exercise_id", list(EXERCISES))
+def test_a_right_answer_that_wrecks_its_inputs_afterwards_still_passes(exercise_id):
+    # The expected result must not come from what the learner's function was given.
+    result = run_check(exercise_id, then_wrecking_its_inputs(exercise_id))
+    assert result.passed, result.messages
+
+
+def test_a_wrong_answer_cannot_pass_by_zeroing_the_layers_it_is_given():
+    def feed_forward_zeroing_its_layers(x, expand, project):
+        with torch.no_grad():
+            for parameter in [*expand.parameters(), *project.parameters()]:
+                parameter.zero_()
+        return torch.zeros_like(x)
+    result = run_check("01.6", feed_forward_zeroing_its_layers)
+    assert result.status == "failed"
+
+
+@pytest.mark.parametrize("exercise_id", [exercise_id for exercise_id in EXERCISES if exercise_id not in IN_PLACE])
+def test_a_function_that_returns_nothing_is_asked_about_return(exercise_id):
+    result = run_check(exercise_id, lambda *args: None)
+    assert result.status == "failed" and result.messages == [FORGOT_RETURN]
+
+
+TENSOR_RESULTS = ["01.1", "01.3", "01.4", "01.5", "01.6", "01.7", "01.8", "01.10", "02.2", "02.3", "04.1", "04.2"]
+
+
+@pytest.mark.parametrize("exercise_id", TENSOR_RESULTS + ["01.9", "02.1"])
+def test_a_result_of_the_wrong_type_is_named(exercise_id):
+    result = run_check(exercise_id, lambda *args: "0.5")
+    assert result.status == "failed"
+    assert "str" in result.messages[0] and not result.messages[0].startswith("your code raised"), result.messages
+
+
+def on_meta(value):
+    if isinstance(value, tuple):
+        return tuple(on_meta(item) for item in value)
+    return torch.as_tensor(value).to("meta")
+
+
+WITH_TENSORS = [exercise_id for exercise_id in EXERCISES if exercise_id not in ("01.9", "05.2")]  # returned or changed
+
+
+@pytest.mark.parametrize("exercise_id", WITH_TENSORS)
+def test_a_result_on_another_device_is_named(exercise_id):
+    solution = SOLUTIONS[exercise_id]
+
+    def answer_on_meta(*args):
+        result = solution(*args)
+        if exercise_id in IN_PLACE:
+            args[0].to("meta")  # a module moves in place
+            return None
+        return on_meta(result)
+    result = run_check(exercise_id, answer_on_meta)
+    assert result.status == "failed"
+    assert "meta device" in result.messages[0] and not result.messages[0].startswith("your code raised"), \
+        result.messages
+
+
+@pytest.mark.parametrize("then_raises", [False, True])
+def test_the_global_state_the_learners_code_changes_is_restored(then_raises):
+    solution = SOLUTIONS["01.4"]
+
+    def changing_the_global_state(scores):
+        answer = solution(scores)
+        torch.set_default_dtype(torch.float64)
+        torch.set_grad_enabled(False)
+        torch.set_default_device("meta")  # as "cuda" would, on a machine with a GPU
+        torch.manual_seed(0)
+        if then_raises:
+            raise ValueError("and then fails")
+        return answer
+
+    random_state = torch.get_rng_state()
+    try:
+        result = run_check("01.4", changing_the_global_state)
+        state = (torch.get_default_dtype(), torch.is_grad_enabled(), torch.get_default_device())
+    finally:
+        torch.set_default_dtype(torch.float32)
+        torch.set_grad_enabled(True)
+        torch.set_default_device(None)
+    # restored after each call of the learner's function: the checker's own tensors after it are right too
+    assert result.passed != then_raises, result.messages
+    assert state == (torch.float32, True, torch.device("cpu"))
+    assert torch.equal(torch.get_rng_state(), random_state)
+
+
+needs_sigalrm = pytest.mark.skipif(not hasattr(signal, "setitimer"), reason="no SIGALRM on this platform")
+
+
+@needs_sigalrm
+@pytest.mark.parametrize("how", ["busy", "asleep"])
+def test_a_function_that_does_not_return_is_stopped_at_the_time_limit(how):
+    solution = SOLUTIONS["01.3"]
+
+    def not_returning(queries, keys, values):  # 10 s stands for forever: a broken limit fails the test, not hangs
+        if how == "asleep":
+            time.sleep(10)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            pass
+        return solution(queries, keys, values)
+
+    handler, start = signal.getsignal(signal.SIGALRM), time.monotonic()
+    result = run_check("01.3", not_returning, time_limit_s=0.5)
+    assert time.monotonic() - start < 5
+    assert result.status == "failed" and len(result.messages) == 1, result.messages
+    assert result.messages[0].startswith("your function did not return within 0.5 s"), result.messages
+    assert signal.getsignal(signal.SIGALRM) is handler and signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
+
+
+@needs_sigalrm
+def test_the_time_limit_leaves_a_timer_set_outside_the_check_running():
+    fired = []
+    previous = signal.signal(signal.SIGALRM, lambda *args: fired.append(True))
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 100)
+        assert run_check("01.3", SOLUTIONS["01.3"], time_limit_s=5).passed
+        remaining = signal.getitimer(signal.ITIMER_REAL)[0]
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    assert 90 < remaining <= 100 and not fired
+
+
+def test_off_the_main_thread_the_check_runs_without_a_time_limit():
+    results = []
+    thread = threading.Thread(target=lambda: results.append(run_check("01.3", SOLUTIONS["01.3"], time_limit_s=0.5)))
+    thread.start()
+    thread.join()
+    assert results and results[0].passed, results
 
 
 def test_a_finished_exercise_that_calls_an_unfinished_one_is_not_called_unattempted():

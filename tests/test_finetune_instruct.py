@@ -118,6 +118,20 @@ def test_judge_replies_without_a_score_are_rejected(nb05, reply):
         nb05.parse_score(reply)
 
 
+@pytest.mark.parametrize("reply", ["-5", "Score: -5", "−5", "-100", "Score (0-100): -20", "101", "1000", "0.5", "85.5",
+                                   "12345"])
+def test_a_judge_score_that_is_negative_out_of_range_or_not_whole_is_rejected(nb05, reply):
+    # the reply's first number is the score: its sign or decimals are not dropped, nor a later number read instead
+    with pytest.raises(ValueError, match="no score"):
+        nb05.parse_score(reply)
+
+
+@pytest.mark.parametrize("reply, score", [("- 85", 85), ("Score: 85.", 85), ("85, a good answer", 85),
+                                          ("Score:85", 85), ("100/100", 100)])
+def test_a_judge_score_is_read_with_the_punctuation_around_it(nb05, reply, score):
+    assert nb05.parse_score(reply) == score
+
+
 class FakeOllama(BaseHTTPRequestHandler):
     received = []
 
