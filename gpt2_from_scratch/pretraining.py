@@ -4,11 +4,13 @@
 
 # 02_pretraining.ipynb: Setup
 import contextlib
+import hashlib
 import math
 import os
+import pickle
 import sys
 import time
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -256,9 +258,37 @@ def learning_rate_at(step, total_steps, peak_lr, warmup_steps, initial_lr=1e-5, 
 
 
 # 02_pretraining.ipynb: 6. A better loop for the same budget
+def content_sha256(checkpoint):
+    """The SHA-256 of what `checkpoint` holds, in order: each tensor's dtype, shape and bytes, each other
+    value's type and repr, each dict's keys. Unlike the SHA-256 of a file, it can be stored in the file."""
+    digest = hashlib.sha256()
+
+    def add(value):
+        if isinstance(value, torch.Tensor):
+            digest.update(f"tensor {value.dtype} {tuple(value.shape)}\n".encode())
+            flat = value.detach().cpu().contiguous().reshape(-1)  # one tensor at a time in CPU memory
+            digest.update(flat.view(torch.uint8).numpy())  # its bytes (on the CPU, without a copy)
+        elif isinstance(value, dict):
+            digest.update(f"dict {len(value)}\n".encode())
+            for key, item in value.items():
+                add(key)
+                add(item)
+        elif isinstance(value, (list, tuple)):
+            digest.update(f"list {len(value)}\n".encode())
+            for item in value:
+                add(item)
+        else:  # a number, string, bool or None: its repr is exact (a float's gives the same float back)
+            digest.update(f"{type(value).__name__} {value!r}\n".encode())
+
+    add(checkpoint)
+    return digest.hexdigest()
+
+
+# 02_pretraining.ipynb: 6. A better loop for the same budget
 def save_checkpoint(path, model, optimizer=None, step=None, **extra):
-    """Save model, optimizer, config, step and RNG state to `path`, atomically, and the file's SHA-256
-    beside it (`path`.sha256) for load_checkpoint to check."""
+    """Save model, optimizer, config, step and RNG state to `path`, atomically, with the SHA-256 of its
+    contents inside (content_sha256, which load_checkpoint checks) and the file's SHA-256 beside it
+    (`path`.sha256, for `sha256sum -c`)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     checkpoint = {
@@ -270,6 +300,7 @@ def save_checkpoint(path, model, optimizer=None, step=None, **extra):
         "cuda_rng_state": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
         **extra,
     }
+    checkpoint["content_sha256"] = content_sha256(checkpoint)  # of all the entries above
     with atomic_write_path(path) as partial:
         torch.save(checkpoint, partial)
         try:
@@ -277,14 +308,15 @@ def save_checkpoint(path, model, optimizer=None, step=None, **extra):
         except Exception as error:
             raise RuntimeError(f"{path}: the saved checkpoint did not read back ({type(error).__name__}: "
                                f"{error}); nothing was replaced") from error
-        digest = sha256_of(partial)
+        file_sha256 = sha256_of(partial)
+        checksum_path(path).unlink(missing_ok=True)  # the old file's SHA-256 goes before the old file does
     with atomic_write_path(checksum_path(path)) as partial:
-        partial.write_text(f"{digest}  {path.name}\n")  # the format of `sha256sum`
+        partial.write_text(f"{file_sha256}  {path.name}\n")  # the format of `sha256sum`
     return path
 
 
 def checksum_path(path):
-    """Where save_checkpoint records the SHA-256 of the checkpoint at `path`."""
+    """Where save_checkpoint writes the SHA-256 of the checkpoint file at `path`, for `sha256sum -c`."""
     return Path(path).with_name(Path(path).name + ".sha256")
 
 
@@ -334,6 +366,39 @@ def process_rng_states():
 
 
 # 02_pretraining.ipynb: 6. A better loop for the same budget
+def check_resumable(checkpoint, model, optimizer, schedule):
+    """Raise ValueError, naming what differs, unless train_model_improved can continue `checkpoint` with this
+    model (the GPTModel), optimizer and schedule (a dict); change nothing."""
+    if checkpoint.get("optimizer") is None:
+        raise ValueError("the checkpoint is a weights-only checkpoint (saved without the optimizer's state, like "
+                         "best.pt): it is for using the model; resume from the checkpoint saved at the end of every "
+                         "epoch (checkpoint_path, e.g. last.pt)")
+
+    def differences(saved, now):
+        return [f"{name} {saved.get(name)!r} in the checkpoint, {value!r} now"
+                for name, value in now.items() if saved.get(name) != value]
+
+    changed = differences(checkpoint["config"], asdict(model.cfg))
+    if changed:
+        raise ValueError(f"the checkpoint is of another model configuration ({'; '.join(changed)}): build the "
+                         "model from its config (model_from_checkpoint), or start afresh")
+    changed = differences(checkpoint.get("schedule", {}), schedule)
+    if changed:
+        raise ValueError(f"the checkpoint's run has another schedule ({'; '.join(changed)}): resume with the "
+                         "settings it started with, or start afresh")
+    own_weights, saved_weights = model.state_dict(), checkpoint["model"]
+    if saved_weights.keys() != own_weights.keys() or any(
+            saved_weights[name].shape != tensor.shape for name, tensor in own_weights.items()):
+        raise ValueError("the checkpoint's weights do not fit this model's (another output head?): resume a "
+                         "GPTModel's checkpoint into a GPTModel of its config")
+    saved_groups = [len(group["params"]) for group in checkpoint["optimizer"]["param_groups"]]
+    own_groups = [len(group["params"]) for group in optimizer.param_groups]
+    if saved_groups != own_groups:
+        raise ValueError(f"the checkpoint's optimizer has parameter groups of {saved_groups} tensors, this one "
+                         f"{own_groups}: build the optimizer as the run did (make_optimizer)")
+
+
+# 02_pretraining.ipynb: 6. A better loop for the same budget
 def train_model_improved(model, train_loader, val_loader, optimizer, device, num_epochs, eval_freq, eval_iter,
                          start_context, tokenizer, peak_lr, warmup_fraction=0.2, clip_norm=1.0,
                          best_checkpoint_path=None, precision="fp32", checkpoint_path=None, resume_from=None,
@@ -341,8 +406,10 @@ def train_model_improved(model, train_loader, val_loader, optimizer, device, num
     """train_model_simple plus warmup, cosine decay, gradient clipping and a best-validation checkpoint.
 
     checkpoint_path: written at the end of every epoch with all that resuming needs (weights, optimizer,
-    step, history, random state). resume_from: such a checkpoint, as load_checkpoint returns it; training
-    continues with the next epoch, on the same schedule, and gives what an uninterrupted run would have.
+    step, schedule, history, random state). resume_from: such a checkpoint, as load_checkpoint returns it;
+    training continues with the next epoch, on the same schedule, and gives what an uninterrupted run would
+    have. A checkpoint of another configuration or schedule, or a weights-only one, is refused before
+    anything changes (check_resumable).
     stop_after_epoch: stop after this epoch (counting from 0), as if interrupted; the schedule still spans
     num_epochs.
     accumulation_steps: batches whose gradients make one optimizer step (an effective batch that many
@@ -355,14 +422,6 @@ def train_model_improved(model, train_loader, val_loader, optimizer, device, num
     best_val_loss, first_epoch = float("inf"), 0
     main, plain_model = is_main_process(), unwrap_model(model)  # plain_model: the GPTModel, to evaluate and save
     processes = dist.get_world_size() if is_distributed() else 1
-    scaler = torch.amp.GradScaler(torch.device(device).type, enabled=precision == "fp16")
-    if resume_from is not None:
-        plain_model.load_state_dict(resume_from["model"])
-        optimizer.load_state_dict(resume_from["optimizer"])
-        scaler.load_state_dict(resume_from["scaler"])
-        history, tokens_seen, step = resume_from["history"], resume_from["tokens_seen"], resume_from["step"]
-        best_val_loss, first_epoch = resume_from["best_val_loss"], resume_from["epoch"] + 1
-        restore_rng_state(resume_from)  # the next epoch's batch order and dropout masks, as if never stopped
     if stop_after_epoch is not None and not 0 <= stop_after_epoch < num_epochs:
         raise ValueError(f"stop_after_epoch must be from 0 to {num_epochs - 1}, got {stop_after_epoch}")
     steps_per_epoch = len(train_loader) // accumulation_steps
@@ -370,6 +429,19 @@ def train_model_improved(model, train_loader, val_loader, optimizer, device, num
         raise ValueError(f"an epoch has {len(train_loader)} batches, fewer than accumulation_steps={accumulation_steps}")
     total_steps = num_epochs * steps_per_epoch
     warmup_steps = int(warmup_fraction * total_steps)
+    # What sets every step's learning rate, and what a step is: saved in the checkpoint, checked on resuming.
+    schedule = dict(num_epochs=num_epochs, steps_per_epoch=steps_per_epoch, accumulation_steps=accumulation_steps,
+                    processes=processes, peak_lr=peak_lr, warmup_steps=warmup_steps)
+    scaler = torch.amp.GradScaler(torch.device(device).type, enabled=precision == "fp16")
+    if resume_from is not None:
+        check_resumable(resume_from, plain_model, optimizer, schedule)  # before anything changes
+        plain_model.load_state_dict(resume_from["model"])
+        optimizer.load_state_dict(resume_from["optimizer"])
+        if resume_from["scaler"]:  # empty unless the run trained in fp16; without it, fp16 starts a new scaler
+            scaler.load_state_dict(resume_from["scaler"])
+        history, tokens_seen, step = resume_from["history"], resume_from["tokens_seen"], resume_from["step"]
+        best_val_loss, first_epoch = resume_from["best_val_loss"], resume_from["epoch"] + 1
+        restore_rng_state(resume_from)  # the next epoch's batch order and dropout masks, as if never stopped
     last_epoch = num_epochs - 1 if stop_after_epoch is None else stop_after_epoch
     progress = tqdm(total=total_steps, initial=step + 1, desc="training", file=sys.stdout, disable=not main)
     for epoch in range(first_epoch, last_epoch + 1):
@@ -413,7 +485,7 @@ def train_model_improved(model, train_loader, val_loader, optimizer, device, num
         if checkpoint_path is not None:  # after the sample, so that the saved random state is the next epoch's
             rng_states = process_rng_states()  # every process takes part
             if main:
-                save_checkpoint(checkpoint_path, plain_model, optimizer, step=step, epoch=epoch,
+                save_checkpoint(checkpoint_path, plain_model, optimizer, step=step, epoch=epoch, schedule=schedule,
                                 tokens_seen=tokens_seen, history=history, best_val_loss=best_val_loss,
                                 scaler=scaler.state_dict(), process_rng_states=rng_states)
     progress.close()
@@ -478,9 +550,15 @@ def forward_with_cache(model, token_ids, cache=None):
 # 02_pretraining.ipynb: One `generate` for everything
 def sample_next_token(logits, temperature=0.0, top_k=None, top_p=None, generator=None):
     """Pick the next token from (batch, vocab) logits: greedy if temperature == 0, else sample."""
-    if temperature == 0:
+    # Below the smallest normal number of the logits' dtype (1.2e-38 in float32) a temperature can round to
+    # 0 (1e-46 does), and dividing by it gives NaN. Sampling at it would be greedy anyway: every token but
+    # the most likely has probability 0 there.
+    if temperature < torch.finfo(logits.dtype).tiny:
         return logits.argmax(dim=-1, keepdim=True)
-    logits = logits / temperature
+    # Subtract the largest logit first (softmax does too, so the probabilities are the same): it becomes 0 and
+    # the others negative, so a tiny temperature sends them to -inf (probability 0). Dividing the logits
+    # themselves by 1e-39 overflows to inf, and a softmax of inf is NaN.
+    logits = (logits - logits.max(dim=-1, keepdim=True).values) / temperature
     if top_k is not None:
         logits = top_k_filter(logits, top_k)
     probabilities = torch.softmax(logits, dim=-1)
@@ -493,8 +571,17 @@ def sample_next_token(logits, temperature=0.0, top_k=None, top_p=None, generator
 def generate(model, token_ids, max_new_tokens, context_length=None, temperature=0.0, top_k=None, top_p=None,
              eos_id=None, use_cache=True, seed=None):
     """Extend `token_ids` (batch, n_tokens) by up to `max_new_tokens` tokens."""
-    if token_ids.shape[-1] == 0:
+    vocab_size = model.cfg.vocab_size
+    if token_ids.dim() != 2:
+        raise ValueError(f"the prompt must be a (batch, n_tokens) tensor of token ids, got shape "
+                         f"{tuple(token_ids.shape)}; for a single prompt, add the batch axis: token_ids.unsqueeze(0)")
+    if token_ids.shape[1] == 0:
         raise ValueError("the prompt is empty: give at least one token")
+    outside = token_ids[(token_ids < 0) | (token_ids >= vocab_size)]
+    if outside.numel() > 0:
+        raise ValueError(f"the prompt holds token id {outside[0].item()}, outside the vocabulary (0 to {vocab_size - 1})")
+    if eos_id is not None and not 0 <= eos_id < vocab_size:
+        raise ValueError(f"eos_id must be a token id, from 0 to {vocab_size - 1} (or None: no end token), got {eos_id}")
     if not temperature >= 0:  # written so that NaN fails too
         raise ValueError(f"temperature must be >= 0 (0 means greedy), got {temperature}")
     if top_k is not None and top_k < 1:
@@ -526,26 +613,73 @@ def generate(model, token_ids, max_new_tokens, context_length=None, temperature=
 
 # 02_pretraining.ipynb: 9. Checkpoints: load for inference, resume training
 def load_checkpoint(path, device="cpu"):
-    """Read a checkpoint written by save_checkpoint, safely (tensors and plain values only), after
-    checking it against the SHA-256 recorded beside it (a checkpoint saved without one is read as is)."""
+    """Read a checkpoint written by save_checkpoint, safely (tensors and plain values only), and check it
+    (check_checkpoint); a ValueError naming the file if it holds code, is damaged, or is no such checkpoint."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}: train first, or give the right path")
     advice = "restore it from a copy, or train and save it again"
-    if checksum_path(path).is_file():
-        recorded = checksum_path(path).read_text(encoding="utf-8").split()[:1]
-        if recorded != [sha256_of(path)]:
-            raise ValueError(f"{path} is damaged: its SHA-256 is not the one {checksum_path(path).name} recorded "
-                             f"when it was saved; {advice}")
     try:
-        return torch.load(path, map_location=device, weights_only=True)
+        checkpoint = torch.load(path, map_location=device, weights_only=True)
+    except pickle.UnpicklingError:  # weights_only met something that is neither a tensor nor a plain value
+        try:
+            code = torch.serialization.get_unsafe_globals_in_checkpoint(path)  # their names, none created
+        except ValueError:  # not a file of torch.save at all
+            code = []
+        if code:
+            raise ValueError(f"{path} holds code (objects other than tensors and plain values: {', '.join(code)}) "
+                             "and was not loaded: save_checkpoint writes none; give a checkpoint that it wrote") from None
+        raise ValueError(f"{path} is damaged or not a checkpoint (not a file of torch.save); {advice}") from None
     except Exception as error:  # empty, truncated, or not a checkpoint at all
-        raise ValueError(f"{path} is damaged or not a checkpoint ({type(error).__name__}: {error}); {advice}") from error
+        reason = " ".join(str(error).split())  # on one line
+        raise ValueError(f"{path} is damaged or not a checkpoint ({type(error).__name__}: {reason}); {advice}") from error
+    return check_checkpoint(checkpoint, path)
+
+
+def check_checkpoint(checkpoint, path):
+    """`checkpoint`, as torch.load read it from `path`, without its content_sha256, if save_checkpoint wrote
+    it and its contents are the ones saved; otherwise a ValueError naming `path`."""
+    if not isinstance(checkpoint, dict):
+        raise ValueError(f"{path} is not a checkpoint of save_checkpoint: it holds a {type(checkpoint).__name__}, "
+                         "not a dict with the model's config and weights; give a file that save_checkpoint wrote")
+    for key in ("config", "model"):
+        if key not in checkpoint:
+            raise ValueError(f"{path} is not a checkpoint of save_checkpoint: it has no {key!r}; give a file that "
+                             "save_checkpoint wrote")
+    config_from_checkpoint(checkpoint, source=path)  # a config that builds a GPTModel
+    recorded = checkpoint.pop("content_sha256", None)
+    if recorded is None:  # written before checkpoints carried their own SHA-256: the file's, beside it, decides
+        beside = checksum_path(path)
+        if beside.is_file() and beside.read_text(encoding="utf-8").split()[:1] == [sha256_of(path)]:
+            return checkpoint
+        raise ValueError(f"{path} records no content_sha256, and no {beside.name} beside it matches it, so its "
+                         "contents cannot be checked: give a file that save_checkpoint wrote, or train and save it again")
+    if recorded != content_sha256(checkpoint):
+        raise ValueError(f"{path} is damaged: its contents are not the ones whose SHA-256 was stored in it when it "
+                         "was saved; restore it from a copy, or train and save it again")
+    return checkpoint
+
+
+def config_from_checkpoint(checkpoint, source="the checkpoint"):
+    """The GPTConfig that `checkpoint` records; a ValueError naming `source` and the key if one is unknown or
+    missing (a missing one would otherwise take GPTConfig's default)."""
+    config, names = checkpoint["config"], [field.name for field in fields(GPTConfig)]
+    if not isinstance(config, dict):
+        raise ValueError(f"{source}: its config is a {type(config).__name__}, not a dict of GPTConfig's fields")
+    problems = [f"unknown key {key!r}" for key in config if key not in names]
+    problems += [f"missing key {name!r}" for name in names if name not in config]
+    if problems:
+        raise ValueError(f"{source}: its config is not a GPTConfig ({', '.join(problems)}); give a checkpoint "
+                         "that save_checkpoint wrote for a GPTModel")
+    try:
+        return GPTConfig(**config)
+    except (TypeError, ValueError) as error:  # a value GPTConfig refuses
+        raise ValueError(f"{source}: its config is not a valid GPTConfig ({error})") from None
 
 
 def model_from_checkpoint(checkpoint, device="cpu"):
     """A GPTModel rebuilt from a checkpoint's config, with its weights."""
-    model = GPTModel(GPTConfig(**checkpoint["config"])).to(device)
+    model = GPTModel(config_from_checkpoint(checkpoint)).to(device)
     model.load_state_dict(checkpoint["model"])
     return model
 

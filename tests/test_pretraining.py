@@ -1,5 +1,6 @@
 """02_pretraining's decoding, KV cache, schedule, checkpoints and resuming, on the notebook's own code."""
 
+import dataclasses
 import math
 from types import SimpleNamespace
 
@@ -449,3 +450,213 @@ def test_a_save_that_does_not_read_back_says_so_and_leaves_nothing(nb02, tmp_pat
 def test_generate_rejects_nan_temperature_and_non_positive_context(nb02, options, message):
     with pytest.raises(ValueError, match=message):
         nb02.generate(tiny_model(nb02), torch.tensor([[1, 2, 3]]), 2, **options)
+
+
+# --- a checkpoint and its check are one file; resuming checks what it resumes; the sampler's edges -------
+
+def same_weights(model, state_dict):
+    return all(torch.equal(tensor, state_dict[name]) for name, tensor in model.state_dict().items())
+
+
+def test_an_interrupted_save_leaves_a_complete_verified_checkpoint(nb02, tmp_path, monkeypatch):
+    """Ctrl-C (or a full disk) at each file operation of save_checkpoint in turn: whatever is then on disk
+    loads, verified, and is the old checkpoint or the new one, whole; a .sha256 beside it is its own."""
+    import hashlib
+    import os
+    from pathlib import Path
+
+    old_model, new_model = tiny_model(nb02, seed=0), tiny_model(nb02, seed=1)
+    calls = {"count": 0, "fail_at": None}
+
+    def interruptible(function):
+        def wrapper(*args, **kwargs):
+            calls["count"] += 1
+            if calls["count"] == calls["fail_at"]:
+                raise KeyboardInterrupt("simulated Ctrl-C")
+            return function(*args, **kwargs)
+        return wrapper
+
+    for owner, name in [(torch, "save"), (torch, "load"), (os, "replace"), (Path, "unlink"), (Path, "write_text"),
+                        (nb02, "sha256_of")]:
+        monkeypatch.setattr(owner, name, interruptible(getattr(owner, name)))
+    fail_at, finished = 0, False
+    while not finished:
+        fail_at += 1
+        path = tmp_path / f"attempt{fail_at}" / "model.pt"
+        calls["fail_at"] = None
+        nb02.save_checkpoint(path, old_model, step=1)
+        calls["count"], calls["fail_at"] = 0, fail_at
+        try:
+            nb02.save_checkpoint(path, new_model, step=2)
+            finished = True
+        except KeyboardInterrupt:
+            pass
+        calls["fail_at"] = None
+        checkpoint = nb02.load_checkpoint(path)  # must not raise: the file on disk is complete and verified
+        saved_model = {1: old_model, 2: new_model}[checkpoint["step"]]
+        assert same_weights(saved_model, checkpoint["model"]), f"interrupted at operation {fail_at}"
+        sidecar = path.with_name(path.name + ".sha256")
+        if sidecar.exists():  # what `sha256sum -c` reads: it must never name another file's SHA-256
+            assert sidecar.read_text().split()[0] == hashlib.sha256(path.read_bytes()).hexdigest(), fail_at
+    assert checkpoint["step"] == 2 and fail_at > 5, "every operation of the save was interrupted once"
+
+
+@pytest.mark.parametrize("sidecar", ["", "0" * 64 + "  model.pt\n", "not a hash at all"])
+def test_the_sha256_file_never_condemns_a_good_checkpoint(nb02, tmp_path, sidecar):
+    path = nb02.save_checkpoint(tmp_path / "model.pt", tiny_model(nb02), step=3)
+    (tmp_path / "model.pt.sha256").write_text(sidecar)  # empty, stale (another file's), or garbage
+    assert nb02.load_checkpoint(path)["step"] == 3
+
+
+def test_a_flipped_byte_is_caught_without_the_sha256_file(nb02, tmp_path):
+    path = nb02.save_checkpoint(tmp_path / "model.pt", tiny_model(nb02), step=3)
+    (tmp_path / "model.pt.sha256").unlink()  # the check travels inside the checkpoint
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # a byte deep inside a tensor
+    path.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match=r"model.pt is damaged"):
+        nb02.load_checkpoint(path)
+
+
+def test_a_checkpoint_from_before_content_sha256_loads_when_the_sha256_beside_it_matches(nb02, tmp_path):
+    """Checkpoints of the previous version carry no content_sha256; the file's SHA-256 beside them vouches."""
+    model = tiny_model(nb02)
+    old = {"config": dataclasses.asdict(model.cfg), "model": model.state_dict(), "optimizer": None, "step": 3}
+    path = tmp_path / "old.pt"
+    torch.save(old, path)
+    beside = tmp_path / "old.pt.sha256"
+    beside.write_text(f"{nb02.sha256_of(path)}  old.pt\n")
+    assert nb02.load_checkpoint(path)["step"] == 3
+    beside.write_text(f"{'0' * 64}  old.pt\n")
+    with pytest.raises(ValueError, match=r"old.pt records no content_sha256, and no old.pt.sha256 beside it matches"):
+        nb02.load_checkpoint(path)
+    beside.unlink()
+    with pytest.raises(ValueError, match=r"old.pt records no content_sha256"):
+        nb02.load_checkpoint(path)
+
+
+@pytest.fixture(scope="module")
+def interrupted_run(nb02, tmp_path_factory):
+    """A tiny run of 2 epochs stopped after the first: its last.pt (for resuming) and best.pt (weights only)."""
+    folder = tmp_path_factory.mktemp("interrupted")
+    run_in_loop(nb02, tiny_model(nb02, seed=1), checkpoint_path=folder / "last.pt", best_checkpoint_path=folder / "best.pt",
+                stop_after_epoch=0)
+    return folder
+
+
+RESUME_TEXT = "It was a dark and stormy night; the rain fell in torrents, except at occasional intervals. " * 3
+
+
+def resume_loader(nb02, batch_size=2):
+    torch.manual_seed(0)
+    return nb02.create_dataloader(RESUME_TEXT, CharTokenizer(), batch_size=batch_size, max_length=8, stride=8,
+                                  shuffle=True)
+
+
+def run_in_loop(nb02, model, loader=None, num_epochs=2, peak_lr=1e-3, optimizer=None, **options):
+    loader = loader or resume_loader(nb02)
+    optimizer = optimizer or nb02.make_optimizer(model, lr=peak_lr, weight_decay=0.1)
+    return nb02.train_model_improved(model, loader, loader, optimizer, "cpu", num_epochs, eval_freq=5, eval_iter=1,
+                                     start_context="It", tokenizer=CharTokenizer(), peak_lr=peak_lr, **options)
+
+
+@pytest.mark.parametrize("change, named", [
+    (dict(model=dict(n_heads=2)), "n_heads"),  # 2 heads of 16 instead of 4 of 8: the same shapes
+    (dict(model=dict(drop_rate=0.1)), "drop_rate"),
+    (dict(num_epochs=3), "num_epochs"),
+    (dict(batch_size=4), "steps_per_epoch"),
+    (dict(accumulation_steps=2), "accumulation_steps"),
+    (dict(peak_lr=2e-3), "peak_lr"),
+    (dict(warmup_fraction=0.5), "warmup_steps"),
+    (dict(best=True), "weights-only"),
+])
+def test_a_refused_resume_names_the_difference_and_changes_nothing(nb02, interrupted_run, change, named):
+    change = dict(change)
+    model = tiny_model(nb02, seed=5, **change.pop("model", {}))
+    optimizer = nb02.make_optimizer(model, lr=1e-3, weight_decay=0.1)
+    checkpoint = nb02.load_checkpoint(interrupted_run / ("best.pt" if change.pop("best", False) else "last.pt"))
+    loader = resume_loader(nb02, change.pop("batch_size", 2))
+    torch.manual_seed(99)
+    weights, rng_state = {name: tensor.clone() for name, tensor in model.state_dict().items()}, torch.get_rng_state()
+    with pytest.raises(ValueError, match=named) as refused:
+        run_in_loop(nb02, model, loader, optimizer=optimizer, resume_from=checkpoint, **change)
+    assert same_weights(model, weights), "a refused resume must not load the checkpoint's weights"
+    assert optimizer.state_dict()["state"] == {}, "nor the optimizer's state"
+    assert torch.equal(torch.get_rng_state(), rng_state), "nor the random state"
+    if named == "weights-only":
+        assert "last.pt" in str(refused.value)
+
+
+def test_resuming_with_the_same_settings_is_still_exact(nb02, interrupted_run):
+    uninterrupted = tiny_model(nb02, seed=1)
+    expected = run_in_loop(nb02, uninterrupted)
+    resumed = tiny_model(nb02, seed=1)
+    history = run_in_loop(nb02, resumed, resume_from=nb02.load_checkpoint(interrupted_run / "last.pt"))
+    assert history["val_loss"] == expected["val_loss"] and same_weights(resumed, uninterrupted.state_dict())
+
+
+@pytest.mark.parametrize("contents", [torch.zeros(3), [1, 2], {"model": {}}, {"config": {}}],
+                         ids=["bare tensor", "list", "no config", "no model"])
+def test_a_file_that_is_not_a_checkpoint_is_refused_naming_it(nb02, tmp_path, contents):
+    torch.save(contents, tmp_path / "other.pt")
+    with pytest.raises(ValueError, match=r"other\.pt is not a checkpoint") as refused:
+        nb02.load_checkpoint(tmp_path / "other.pt")
+    assert "\n" not in str(refused.value)
+
+
+def test_a_checkpoint_that_carries_code_is_refused_in_our_words(nb02, tmp_path):
+    marker = tmp_path / "code_ran"
+
+    class CreatesAFile:
+        def __reduce__(self):
+            return open, (str(marker), "w")
+
+    torch.save({"config": {}, "model": {}, "hook": CreatesAFile()}, tmp_path / "with_code.pt")
+    with pytest.raises(ValueError, match=r"with_code\.pt holds code .* and was not loaded") as refused:
+        nb02.load_checkpoint(tmp_path / "with_code.pt")
+    assert "weights_only" not in str(refused.value) and "\n" not in str(refused.value)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("field_change, key", [("extra", "n_experts"), ("missing", "qkv_bias")])
+def test_a_config_with_an_unknown_or_missing_key_is_refused_naming_it(nb02, tmp_path, field_change, key):
+    import dataclasses
+
+    model = tiny_model(nb02)
+    config = dataclasses.asdict(model.cfg)
+    if field_change == "extra":
+        config["n_experts"] = 8
+    else:
+        del config["qkv_bias"]
+    model.cfg = dataclasses.make_dataclass("OtherConfig", list(config))(**config)  # what save_checkpoint records
+    path = nb02.save_checkpoint(tmp_path / "other_config.pt", model)
+    with pytest.raises(ValueError, match=rf"other_config\.pt.*'{key}'"):
+        nb02.load_checkpoint(path)
+    with pytest.raises(ValueError, match=rf"'{key}'"):
+        nb02.model_from_checkpoint({"config": config, "model": model.state_dict()})
+
+
+@pytest.mark.parametrize("temperature", [1e-30, 1e-38, 1e-39, 1e-45, 1e-46, 5e-324])
+def test_a_tiny_temperature_is_greedy(nb02, temperature):
+    torch.manual_seed(0)
+    logits = 10 * torch.randn(4, 50)
+    assert torch.equal(nb02.sample_next_token(logits, temperature), logits.argmax(-1, keepdim=True))
+    model, prompt = tiny_model(nb02), torch.tensor([[3, 1, 4]])
+    assert torch.equal(nb02.generate(model, prompt, 5, temperature=temperature, seed=0), nb02.generate(model, prompt, 5))
+
+
+@pytest.mark.parametrize("eos_id", [VOCAB, -1])
+def test_generate_refuses_an_end_token_outside_the_vocabulary(nb02, eos_id):
+    with pytest.raises(ValueError, match="eos_id"):
+        nb02.generate(tiny_model(nb02), torch.tensor([[1, 2]]), 3, eos_id=eos_id)
+
+
+@pytest.mark.parametrize("prompt, problem", [
+    (torch.tensor([[1, VOCAB]]), str(VOCAB)),
+    (torch.tensor([[-1, 2]]), "-1"),
+    (torch.tensor([1, 2, 3]), r"\(batch, n_tokens\)"),
+    (torch.tensor([[[1, 2]]]), r"\(batch, n_tokens\)"),
+])
+def test_generate_refuses_a_prompt_out_of_range_or_of_the_wrong_shape(nb02, prompt, problem):
+    with pytest.raises(ValueError, match=problem):
+        nb02.generate(tiny_model(nb02), prompt, 3)
