@@ -25,6 +25,8 @@ sys.path.insert(0, str(REPOSITORY))  # gpt2_from_scratch and gpt_download, from 
 
 DEFAULT_TEXT = REPOSITORY / "data" / "the-verdict.txt"
 RUN_FILE = "run.json"  # pretrain's options, kept in --out-dir so that --resume can check them
+# What pretrain writes into --out-dir (each .pt with a .sha256 beside it), in the order --overwrite deletes them.
+RUN_OUTPUTS = ("last.pt", RUN_FILE, "best.pt", "history.json")
 # Options that --resume must be given unchanged (the model, the data, the schedule); the others (how
 # often to evaluate, progress) may change.
 RESUMED_UNCHANGED = ("text", "preset", "context_length", "emb_dim", "layers", "heads", "drop_rate", "epochs",
@@ -93,7 +95,9 @@ def build_parser():
                                "when torchrun spans several)")
     pretrain.add_argument("--resume", action="store_true",
                           help="continue from OUT_DIR/last.pt, with the same options and number of processes")
-    pretrain.add_argument("--overwrite", action="store_true", help="start afresh in an OUT_DIR that holds a run")
+    pretrain.add_argument("--overwrite", action="store_true",
+                          help="start afresh in an OUT_DIR that holds files: the earlier run's (run.json, last.pt, "
+                               "best.pt, history.json, their .sha256) are deleted first, other files kept")
     pretrain.add_argument("--preset", default="124M", help="01's model sizes: tiny, 124M, 355M, 774M, 1558M (default: 124M)")
     pretrain.add_argument("--context-length", type=positive_int, default=256, help="tokens per window (default: 256, as in 02)")
     pretrain.add_argument("--emb-dim", type=positive_int, help="override the preset's embedding width")
@@ -159,10 +163,18 @@ def run_cli(argv=None):
     try:
         command = {"pretrain": run_pretrain, "generate": run_generate, "classify": run_classify}[arguments.command]
         return command(arguments)
-    # What the series' own functions raise for bad input: a missing or damaged file (load_checkpoint, the
-    # tokenizer), a text too short for one window, a failed download. Their messages name the file and the fix.
+    # What the series' own functions raise for bad input: a missing or damaged file, or one that holds code
+    # (load_checkpoint, the tokenizer), a text too short for one window, a failed download, a checkpoint that
+    # cannot be resumed. Their messages name the file and the fix; printed on one line, whatever they hold.
     except (UsageError, FileNotFoundError, ValueError, DownloadError) as error:
-        print(f"gpt2_cli.py {arguments.command}: error: {error}", file=sys.stderr)
+        print(f"gpt2_cli.py {arguments.command}: error: {' '.join(str(error).split())}", file=sys.stderr)
+        return 2
+    # What the system refuses: a folder that cannot be written (permissions, a read-only disk), a full disk.
+    except OSError as error:
+        where = error.filename if error.filename is not None else "a file"
+        print(f"gpt2_cli.py {arguments.command}: error: cannot write or read {where}: "
+              f"{error.strerror or error}; choose a folder you can write to (--out-dir) or free some space",
+              file=sys.stderr)
         return 2
 
 
@@ -232,17 +244,22 @@ def run_options(arguments, processes):
 
 
 def check_out_dir(arguments, processes):
-    """Refuse to start over an earlier run without --overwrite, or to resume one with other options."""
+    """Refuse an --out-dir that is or lies under a file, to start in a folder that holds any file without
+    --overwrite (an earlier run may have left only some of its files), or to resume with other options."""
     out_dir, last = arguments.out_dir, arguments.out_dir / "last.pt"
-    if out_dir.exists() and not out_dir.is_dir():
-        raise UsageError(f"--out-dir {out_dir} is a file, not a folder")
+    nearest = next(folder for folder in (out_dir, *out_dir.parents) if folder.exists())
+    if not nearest.is_dir():
+        raise UsageError(f"--out-dir {out_dir}: {nearest} is a file, not a folder; choose another --out-dir")
     if not arguments.resume:
-        if (last.exists() or (out_dir / RUN_FILE).exists()) and not arguments.overwrite:
-            raise UsageError(f"--out-dir {out_dir} holds a run already: add --resume to continue it, or "
-                             "--overwrite to start afresh (its files are replaced as the new run writes them)")
+        held = sorted(path.name for path in out_dir.iterdir()) if out_dir.is_dir() else []
+        if held and not arguments.overwrite:
+            raise UsageError(f"--out-dir {out_dir} holds {', '.join(held[:6])}{', ...' if len(held) > 6 else ''} "
+                             "already: add --resume to continue its run, --overwrite to start afresh (which deletes "
+                             "the earlier run's files first), or choose an empty folder")
         return
     if not last.is_file():
-        raise UsageError(f"--resume: {last} does not exist (train without --resume first)")
+        raise UsageError(f"--resume: {last} does not exist (no run there finished an epoch): start afresh, "
+                         "with --overwrite if the folder holds files")
     try:
         recorded = json.loads((out_dir / RUN_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -254,6 +271,19 @@ def check_out_dir(arguments, processes):
     if changed:
         raise UsageError("--resume needs the options and number of processes the run started with; changed: "
                          + "; ".join(changed))
+
+
+def delete_earlier_run(out_dir):
+    """--overwrite: delete the files an earlier run wrote into out_dir (and any it left half-written), before the
+    new run writes its run.json. last.pt goes first: at no moment does the folder hold the new run.json beside
+    the old last.pt, which --resume would continue (or fail on) after an interruption. (A run id in run.json and
+    the checkpoints would catch that mix too, but the checkpoints are written by 02's loop, which knows no run
+    id; deleting first makes the mix impossible with the files as they are.)"""
+    import glob
+
+    for name in RUN_OUTPUTS:
+        for path in (out_dir / name, out_dir / f"{name}.sha256", *out_dir.glob(f"{glob.escape(name)}.*.partial")):
+            path.unlink(missing_ok=True)
 
 
 def run_pretrain(arguments):
@@ -293,6 +323,8 @@ def run_pretrain(arguments):
         resume_from = load_checkpoint(arguments.out_dir / "last.pt", device) if arguments.resume else None
         if is_main_process():
             arguments.out_dir.mkdir(parents=True, exist_ok=True)
+            if arguments.overwrite and not arguments.resume:
+                delete_earlier_run(arguments.out_dir)
             with atomic_write_path(arguments.out_dir / RUN_FILE) as partial:
                 partial.write_text(json.dumps(run_options(arguments, processes), indent=1) + "\n", encoding="utf-8")
             print(f"{config}\n{processes} process(es) on {device}, {precision}; a step is {processes} × "
@@ -325,13 +357,27 @@ def contextlib_redirect(quiet):
 
 # ---- generate --------------------------------------------------------------------------------------
 
-def model_for_generation(arguments, device):
-    from gpt2_from_scratch.pretraining import load_checkpoint, model_from_checkpoint  # 02, section 9
+def checked_checkpoint(path, device, tokenizer):
+    """02's load_checkpoint (section 9), which refuses, naming the file, one that holds code (unloaded), is
+    damaged, or has no valid config and weights; and a model too small for GPT-2's tokenizer, whose ids past
+    its vocabulary would index outside its embeddings."""
+    from gpt2_from_scratch.pretraining import load_checkpoint  # 02, section 9
+
+    checkpoint = load_checkpoint(path, device)
+    vocab_size = checkpoint["config"]["vocab_size"]
+    if vocab_size < tokenizer.n_vocab:
+        raise UsageError(f"--checkpoint {path} is a model of {vocab_size} tokens, fewer than GPT-2's tokenizer's "
+                         f"{tokenizer.n_vocab}: give a checkpoint of a model with GPT-2's vocabulary")
+    return checkpoint
+
+
+def model_for_generation(arguments, device, tokenizer):
+    from gpt2_from_scratch.pretraining import model_from_checkpoint  # 02, section 9
 
     if arguments.checkpoint is not None:
         try:
-            return model_from_checkpoint(load_checkpoint(arguments.checkpoint, device), device)
-        except (KeyError, TypeError, RuntimeError) as error:  # no config, or weights of another model (04's)
+            return model_from_checkpoint(checked_checkpoint(arguments.checkpoint, device, tokenizer), device)
+        except (KeyError, TypeError, RuntimeError) as error:  # weights of another model (04's classifier)
             raise UsageError(f"--checkpoint {arguments.checkpoint} is not a GPTModel checkpoint of 02's "
                              f"save_checkpoint ({type(error).__name__}: {error})") from None
     from gpt_download import MODEL_SIZES, download_and_load_gpt2
@@ -355,7 +401,7 @@ def run_generate(arguments):
         raise UsageError("--prompt is empty: give some text to continue")
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     tokenizer = repository_tokenizer()
-    model = model_for_generation(arguments, device).eval()
+    model = model_for_generation(arguments, device, tokenizer).eval()
     eos_id = None if arguments.no_eos else tokenizer.eot_token
     token_ids = generate_tokens(model, text_to_token_ids(arguments.prompt, tokenizer).to(device),
                                 arguments.max_new_tokens, temperature=arguments.temperature,
@@ -371,10 +417,10 @@ def run_classify(arguments):
 
     from gpt2_from_scratch.architecture import GPTConfig, GPTModel  # 01, sections 4.5 and 5
     from gpt2_from_scratch.classify import classify_text, make_classifier  # 04, sections 3 and 8
-    from gpt2_from_scratch.pretraining import load_checkpoint  # 02, section 9
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    checkpoint = load_checkpoint(arguments.checkpoint, device)
+    tokenizer = repository_tokenizer()
+    checkpoint = checked_checkpoint(arguments.checkpoint, device, tokenizer)
     if "labels" not in checkpoint:
         raise UsageError(f"--checkpoint {arguments.checkpoint} has no labels: is it the classifier 04 saves "
                          "(spam_classifier.pt)?")
@@ -385,7 +431,6 @@ def run_classify(arguments):
         raise UsageError(f"--checkpoint {arguments.checkpoint} does not hold a classifier of its config "
                          f"({str(error).splitlines()[0]})") from None
     model.to(device)
-    tokenizer = repository_tokenizer()
     for message in arguments.messages:
         try:
             label, probability = classify_text(message, model, tokenizer, device, labels=tuple(checkpoint["labels"]))

@@ -1,8 +1,11 @@
 """gpt2_cli.py: each command's --help from the command line, one tiny real run of each, and a clear
 error (exit status 2, no traceback) for a missing file or a bad option."""
 
+import json
+import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -15,6 +18,7 @@ from gpt2_from_scratch.pretraining import save_checkpoint
 from gpt2_from_scratch.weights import random_gpt2_params, write_gpt2_weights
 
 REPO = Path(__file__).resolve().parents[1]
+CLI = [sys.executable, str(REPO / "gpt2_cli.py")]
 TINY_RUN = ["--device", "cpu", "--preset", "tiny", "--context-length", "16", "--emb-dim", "32", "--layers", "2", "--heads", "2",
             "--batch-size", "2", "--eval-freq", "5", "--eval-iter", "1", "--precision", "fp32", "--no-progress"]
 
@@ -63,7 +67,7 @@ def test_an_earlier_run_is_neither_overwritten_nor_resumed_with_other_options(pr
     before = (pretrained / "last.pt").read_bytes()
     start = ["pretrain", "--text", str(text), "--out-dir", str(pretrained), *TINY_RUN]
     assert gpt2_cli.run_cli([*start, "--epochs", "2"]) == 2
-    assert "holds a run already: add --resume to continue it, or --overwrite" in capsys.readouterr().err
+    assert "already: add --resume to continue its run, --overwrite to start afresh" in capsys.readouterr().err
     assert gpt2_cli.run_cli([*start, "--epochs", "3", "--resume"]) == 2
     assert "changed: --epochs 2 -> 3" in capsys.readouterr().err
     assert (pretrained / "last.pt").read_bytes() == before
@@ -138,3 +142,160 @@ def test_a_classifier_given_to_generate_is_refused_in_one_line(tmp_path, capsys)
     path = save_checkpoint(tmp_path / "spam_classifier.pt", model, labels=["not spam", "spam"])
     assert gpt2_cli.run_cli(["generate", "--checkpoint", str(path), "--prompt", "Hi"]) == 2
     assert "is not a GPTModel checkpoint of 02's save_checkpoint" in capsys.readouterr().err
+
+
+# ---- the real command, in a subprocess: an error a user can reach is one line, exit status 2 -----------
+
+def cli(*arguments):
+    """Run gpt2_cli.py as a user does; the finished process (returncode, stdout, stderr)."""
+    return subprocess.run([*CLI, *map(str, arguments)], capture_output=True, text=True, cwd=REPO)
+
+
+def assert_one_line_error(run, *words):
+    """Exit status 2 and stderr exactly one line holding every word: no traceback, no torch advice."""
+    assert run.returncode == 2, run.stderr
+    lines = run.stderr.splitlines()
+    assert len(lines) == 1, run.stderr
+    assert all(str(word) in lines[0] for word in words), run.stderr
+    assert "weights_only" not in lines[0]
+    return lines[0]
+
+
+def file_contents(folder):
+    return {path.name: path.read_bytes() for path in sorted(folder.iterdir())}
+
+
+def test_pretrain_refuses_a_folder_with_an_earlier_runs_best_pt_and_history_but_no_last_pt(pretrained, text, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    for name in ("best.pt", "best.pt.sha256", "history.json"):
+        shutil.copy(pretrained / name, out / name)
+    before = file_contents(out)
+    run = cli("pretrain", "--text", text, "--out-dir", out, *TINY_RUN, "--epochs", "1")
+    assert_one_line_error(run, f"--out-dir {out}", "--resume", "--overwrite", "best.pt")
+    assert file_contents(out) == before  # nothing written, nothing lost
+
+
+@pytest.mark.parametrize("name", ["run.json", "last.pt.sha256", "history.json", "best.pt", "losses.png",
+                                  "last.pt.4242.partial"])
+def test_pretrain_refuses_a_folder_holding_any_file_without_overwrite(name, text, tmp_path, capsys):
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / name).write_text("an earlier run's file")
+    assert gpt2_cli.run_cli(["pretrain", "--text", str(text), "--out-dir", str(tmp_path / "out"), *TINY_RUN]) == 2
+    assert f"holds {name}" in capsys.readouterr().err
+    assert file_contents(tmp_path / "out") == {name: b"an earlier run's file"}
+
+
+@pytest.fixture(scope="module")
+def stopped_run(tmp_path_factory):
+    """A run on The Verdict stopped after the first of its two epochs: last.pt to resume from; its folder."""
+    out = tmp_path_factory.mktemp("stopped") / "out"
+    assert gpt2_cli.run_cli(["pretrain", "--out-dir", str(out), *TINY_RUN, "--epochs", "2", "--stop-after-epoch", "0"]) == 0
+    return out
+
+
+@pytest.mark.parametrize("change", [[],                       # the same options: --resume continued the old run
+                                    ["--emb-dim", "64"]])     # other shapes: --resume died with a traceback
+def test_an_overwrite_interrupted_in_its_first_epoch_cannot_be_resumed_from_the_old_run(change, stopped_run, tmp_path):
+    out = tmp_path / "out"
+    shutil.copytree(stopped_run, out)
+    # The earlier run's options, but a first epoch long enough to interrupt: every step evaluated on all batches.
+    start = ["pretrain", "--out-dir", out, *TINY_RUN, "--epochs", "2", *change, "--eval-freq", "1", "--eval-iter", "1000"]
+    process = subprocess.Popen([*CLI, *map(str, start), "--overwrite"], cwd=REPO, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        first_line = process.stdout.readline()  # the model's config, printed once run.json is written
+        assert first_line.startswith("GPTConfig("), f"the run ended before it wrote run.json: {process.stderr.read()}"
+    finally:
+        process.kill()  # interrupted before its first epoch ends
+        process.communicate()
+    assert json.loads((out / "run.json").read_text())["emb_dim"] == (64 if change else 32)  # the new run's
+    assert not (out / "last.pt").exists() and not (out / "history.json").exists()  # the old run's are gone
+    before = file_contents(out)
+    resumed = cli(*start, "--resume")
+    assert_one_line_error(resumed, f"--resume: {out / 'last.pt'} does not exist", "--overwrite")
+    assert file_contents(out) == before
+
+
+def test_out_dir_under_a_regular_file_is_one_clear_line(tmp_path):
+    (tmp_path / "somefile").write_text("not a folder")
+    run = cli("pretrain", "--out-dir", tmp_path / "somefile" / "sub", *TINY_RUN, "--epochs", "1")
+    assert_one_line_error(run, f"--out-dir {tmp_path / 'somefile' / 'sub'}", f"{tmp_path / 'somefile'} is a file")
+    assert (tmp_path / "somefile").read_text() == "not a folder"
+
+
+def test_an_out_dir_the_system_refuses_is_one_clear_line(tmp_path):
+    # /sys refuses new folders even to root (the tests run as root here, so permissions cannot show it).
+    if not Path("/sys/kernel").is_dir():
+        pytest.skip("no /sys/kernel on this system")
+    run = cli("pretrain", "--out-dir", "/sys/kernel/gpt2_cli_test", *TINY_RUN, "--epochs", "1")
+    assert_one_line_error(run, "/sys/kernel/gpt2_cli_test", "choose a folder you can write to")
+
+
+def test_a_temperature_too_small_to_mean_anything_samples_greedily(pretrained):
+    # The CLI relies on 02's sampler: below float32's smallest normal number a temperature is greedy decoding
+    # (dividing the logits by it would overflow, and a softmax of inf is NaN).
+    generate = ["generate", "--checkpoint", pretrained / "best.pt", "--prompt", "Every effort", "--max-new-tokens", "3"]
+    greedy = cli(*generate)
+    for temperature in ("1e-45", "1e-39"):
+        sampled = cli(*generate, "--temperature", temperature, "--seed", "1")
+        assert sampled.returncode == 0 and sampled.stderr == "", sampled.stderr
+        assert sampled.stdout == greedy.stdout and greedy.stdout.startswith("Every effort")
+
+
+def test_a_checkpoint_with_a_smaller_vocabulary_than_the_tokenizers_is_refused(tmp_path):
+    small = GPTModel(GPTConfig(vocab_size=100, context_length=16, emb_dim=16, n_heads=2, n_layers=1))
+    path = save_checkpoint(tmp_path / "small_vocab.pt", small)
+    run = cli("generate", "--checkpoint", path, "--prompt", "Every effort moves you")
+    assert_one_line_error(run, f"--checkpoint {path}", "100", "50257")
+    classifier = save_checkpoint(tmp_path / "small_vocab_classifier.pt", make_classifier(small, num_classes=2),
+                                 labels=["not spam", "spam"])
+    assert_one_line_error(cli("classify", "--checkpoint", classifier, "You won!"), str(classifier), "100", "50257")
+
+
+@pytest.mark.parametrize("command", [["generate", "--prompt", "Hi", "--checkpoint"], ["classify", "Hi", "--checkpoint"]])
+def test_a_bare_tensor_is_not_a_checkpoint(command, tmp_path):
+    torch.save(torch.zeros(3), tmp_path / "tensor.pt")
+    assert_one_line_error(cli(*command, tmp_path / "tensor.pt"), str(tmp_path / "tensor.pt"))
+
+
+def tiny_classifier_checkpoint(path, **changes):
+    model = make_classifier(GPTModel(GPTConfig(context_length=32, emb_dim=16, n_heads=2, n_layers=1)), num_classes=2)
+    path = save_checkpoint(path, model, labels=["not spam", "spam"])
+    checkpoint = torch.load(path, weights_only=True)
+    for key, value in changes.items():
+        if value is None:
+            del checkpoint[key]
+        else:
+            checkpoint[key] = value(checkpoint[key])
+    torch.save(checkpoint, path)
+    path.with_name(path.name + ".sha256").unlink()
+    return path
+
+
+@pytest.mark.parametrize("changes, words", [
+    ({"config": None}, ["config"]),
+    ({"config": lambda config: config | {"n_experts": 8}}, ["config", "n_experts"]),
+])
+def test_a_classifier_without_a_config_or_with_an_unknown_key_is_one_clear_line(changes, words, tmp_path):
+    path = tiny_classifier_checkpoint(tmp_path / "spam_classifier.pt", **changes)
+    assert_one_line_error(cli("classify", "--checkpoint", path, "You won!"), str(path), *words)
+
+
+def write_code_carrying_checkpoint(path, marker, **contents):
+    """A checkpoint that holds pickled code: loading it unsafely would create `marker`."""
+    class CreatesAFile:
+        def __reduce__(self):
+            return open, (str(marker), "w")
+
+    torch.save({**contents, "hook": CreatesAFile()}, path)
+    return path
+
+
+@pytest.mark.parametrize("command", [["generate", "--prompt", "Hi", "--checkpoint"], ["classify", "Hi", "--checkpoint"]])
+def test_a_checkpoint_that_carries_code_is_not_loaded(command, tmp_path):
+    config = GPTConfig(context_length=32, emb_dim=16, n_heads=2, n_layers=1)
+    path = write_code_carrying_checkpoint(tmp_path / "with_code.pt", tmp_path / "code_ran",
+                                          config=config.__dict__, model=GPTModel(config).state_dict(), labels=["a", "b"])
+    assert_one_line_error(cli(*command, path), str(path), "holds code", "not loaded")
+    assert not (tmp_path / "code_ran").exists()  # nothing in it ran
