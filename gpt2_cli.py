@@ -415,16 +415,19 @@ def run_generate(arguments):
 def run_classify(arguments):
     import torch
 
-    from gpt2_from_scratch.architecture import GPTConfig, GPTModel  # 01, sections 4.5 and 5
+    from gpt2_from_scratch.architecture import GPTModel  # 01, section 5
     from gpt2_from_scratch.classify import classify_text, make_classifier  # 04, sections 3 and 8
+    from gpt2_from_scratch.pretraining import config_from_checkpoint  # 02, section 9
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     tokenizer = repository_tokenizer()
     checkpoint = checked_checkpoint(arguments.checkpoint, device, tokenizer)
-    if "labels" not in checkpoint:
-        raise UsageError(f"--checkpoint {arguments.checkpoint} has no labels: is it the classifier 04 saves "
-                         "(spam_classifier.pt)?")
-    model = make_classifier(GPTModel(GPTConfig(**checkpoint["config"])), num_classes=len(checkpoint["labels"]))
+    labels = checkpoint.get("labels")
+    if not (isinstance(labels, (list, tuple)) and len(labels) >= 2 and all(isinstance(l, str) for l in labels)):
+        raise UsageError(f"--checkpoint {arguments.checkpoint} has no list of label names: is it the classifier 04 "
+                         "saves (spam_classifier.pt)?")
+    config = config_from_checkpoint(checkpoint, source=f"--checkpoint {arguments.checkpoint}")
+    model = make_classifier(GPTModel(config), num_classes=len(labels))
     try:
         model.load_state_dict(checkpoint["model"])
     except RuntimeError as error:
@@ -433,7 +436,7 @@ def run_classify(arguments):
     model.to(device)
     for message in arguments.messages:
         try:
-            label, probability = classify_text(message, model, tokenizer, device, labels=tuple(checkpoint["labels"]))
+            label, probability = classify_text(message, model, tokenizer, device, labels=tuple(labels))
         except ValueError as error:
             raise UsageError(f"{message!r}: {error}") from None
         print(f"{label}\t{probability:.3f}\t{message}")

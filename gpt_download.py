@@ -23,9 +23,11 @@ the right file.
   hparams.json implies, every tensor in the data file must pass the index's CRC32C, and the graph
   file must consist of a TensorFlow MetaGraphDef's fields, the graph among them (its framing is
   checked, not the graph). When hparams.json or the index is replaced, the files checked against it
-  are checked again. A file found on disk without a record, or whose record disagrees with it (the
-  manifest only caches checks), is verified the same way, offline; one that fails is renamed aside to
-  `<name>.rejected` (kept until a good copy is in place, so nothing is lost if no server answers).
+  are checked again. A file found on disk without a record is verified the same way, offline; so is
+  one whose record disagrees with it (the manifest only caches checks) where those checks see every
+  byte that matters (CHECKED_IN_FULL, or a published SHA-256). One that fails, or is to be fetched
+  again, is renamed aside to `<name>.rejected` (kept until a good copy is in place, so nothing is lost
+  if no server answers).
   Bytes no parser expects (JSON nested too deeply, ...) fail verification like any wrong bytes.
 - Downloads go to `<name>.part`. An interrupted one resumes with a Range request carrying If-Range,
   and only from the server that started it, so bytes of two revisions are never joined. A `.part`
@@ -315,6 +317,17 @@ def _complete_by_content(model_dir, model_size, names):
                    for name in names)
 
 
+# Files whose checks see every byte that matters without a published SHA-256: every tensor's CRC32C (the
+# data file, whose CRC32Cs and offsets come from the index: a wrong index fails it), every value (the two JSON
+# files). Not the graph file (its framing only) nor a safetensors file (its header only; it stores no checksum).
+CHECKED_IN_FULL = {"hparams.json", "config.json", "model.ckpt.index", DATA_FILE}
+
+
+def _checked_in_full(model_size, name):
+    """True if verify_file checks all of `name` that matters: by a published SHA-256, or by content."""
+    return known_sha256(model_size, name) is not None or name in CHECKED_IN_FULL
+
+
 def _cannot_write(error):
     cause = error.__cause__
     return isinstance(cause, OSError) and cause.errno in (errno.EACCES, errno.EPERM, errno.EROFS)
@@ -329,9 +342,12 @@ def _ensure_file(model_dir, model_size, name, manifest, urls, recheck, retries, 
         problem = _recorded_problem(model_dir, model_size, name, manifest)
         if problem is None and recheck:
             problem = verify_file(model_dir, model_size, name, path)
-        elif problem is not None and os.path.lexists(path):
+        elif problem is not None and os.path.lexists(path) and (name not in manifest
+                                                                 or _checked_in_full(model_size, name)):
             # Placed by hand, left by another tool, or recorded otherwise (a manifest edited, or copied from
             # another folder): the manifest only caches checks, so the file's own checks decide, offline.
+            # A recorded file that disagrees with its record may be damaged, so that is left to the checks
+            # that see every byte that matters; the others' files are fetched again (kept as .rejected).
             problem = verify_file(model_dir, model_size, name, path)
             if problem is None:
                 manifest[name] = {"size": path.stat().st_size, "sha256": sha256_of(path), "source": "found on disk"}

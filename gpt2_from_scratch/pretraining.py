@@ -4,6 +4,7 @@
 
 # 02_pretraining.ipynb: Setup
 import contextlib
+import errno
 import hashlib
 import math
 import os
@@ -302,7 +303,11 @@ def save_checkpoint(path, model, optimizer=None, step=None, **extra):
     }
     checkpoint["content_sha256"] = content_sha256(checkpoint)  # of all the entries above
     with atomic_write_path(path) as partial:
-        torch.save(checkpoint, partial)
+        try:
+            torch.save(checkpoint, partial)
+        except RuntimeError as error:  # how PyTorch reports a write that failed (a full disk, say)
+            raise OSError(errno.EIO, f"the checkpoint could not be written ({' '.join(str(error).split())}); "
+                          "nothing was replaced: free some space, or save elsewhere", str(path)) from error
         try:
             torch.load(partial, map_location="cpu", weights_only=True, mmap=True)  # it reads back (mmap: cheap)
         except Exception as error:
@@ -382,7 +387,10 @@ def check_resumable(checkpoint, model, optimizer, schedule):
     if changed:
         raise ValueError(f"the checkpoint is of another model configuration ({'; '.join(changed)}): build the "
                          "model from its config (model_from_checkpoint), or start afresh")
-    changed = differences(checkpoint.get("schedule", {}), schedule)
+    if "schedule" not in checkpoint:
+        raise ValueError("the checkpoint was written before checkpoints recorded their schedule, so resuming cannot "
+                         "check that it continues the same one: load its weights for inference, or start afresh")
+    changed = differences(checkpoint["schedule"], schedule)
     if changed:
         raise ValueError(f"the checkpoint's run has another schedule ({'; '.join(changed)}): resume with the "
                          "settings it started with, or start afresh")
@@ -622,8 +630,9 @@ def load_checkpoint(path, device="cpu"):
     try:
         checkpoint = torch.load(path, map_location=device, weights_only=True)
     except pickle.UnpicklingError:  # weights_only met something that is neither a tensor nor a plain value
+        names_code = getattr(torch.serialization, "get_unsafe_globals_in_checkpoint", None)  # PyTorch 2.5 on
         try:
-            code = torch.serialization.get_unsafe_globals_in_checkpoint(path)  # their names, none created
+            code = names_code(path) if names_code else ["objects PyTorch before 2.5 does not name"]  # none created
         except ValueError:  # not a file of torch.save at all
             code = []
         if code:
@@ -671,6 +680,16 @@ def config_from_checkpoint(checkpoint, source="the checkpoint"):
     if problems:
         raise ValueError(f"{source}: its config is not a GPTConfig ({', '.join(problems)}); give a checkpoint "
                          "that save_checkpoint wrote for a GPTModel")
+    def fits(value, default):  # a bool for a bool, a whole number for an int, any number for a float
+        if isinstance(default, bool) or isinstance(value, bool):
+            return isinstance(default, bool) and isinstance(value, bool)
+        return isinstance(value, int) if isinstance(default, int) else isinstance(value, (int, float))
+
+    wrong = [f"{field.name}={config[field.name]!r}" for field in fields(GPTConfig)
+             if not fits(config[field.name], field.default)]
+    if wrong:
+        raise ValueError(f"{source}: its config has values of the wrong type ({', '.join(wrong)}); give a "
+                         "checkpoint that save_checkpoint wrote for a GPTModel")
     try:
         return GPTConfig(**config)
     except (TypeError, ValueError) as error:  # a value GPTConfig refuses

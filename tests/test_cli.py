@@ -14,7 +14,7 @@ import torch
 import gpt2_cli
 from gpt2_from_scratch.architecture import GPTConfig, GPTModel, load_gpt2_tokenizer
 from gpt2_from_scratch.classify import classify_text, make_classifier
-from gpt2_from_scratch.pretraining import save_checkpoint
+from gpt2_from_scratch.pretraining import content_sha256, save_checkpoint
 from gpt2_from_scratch.weights import random_gpt2_params, write_gpt2_weights
 
 REPO = Path(__file__).resolve().parents[1]
@@ -263,11 +263,13 @@ def tiny_classifier_checkpoint(path, **changes):
     model = make_classifier(GPTModel(GPTConfig(context_length=32, emb_dim=16, n_heads=2, n_layers=1)), num_classes=2)
     path = save_checkpoint(path, model, labels=["not spam", "spam"])
     checkpoint = torch.load(path, weights_only=True)
+    del checkpoint["content_sha256"]
     for key, value in changes.items():
         if value is None:
             del checkpoint[key]
         else:
             checkpoint[key] = value(checkpoint[key])
+    checkpoint["content_sha256"] = content_sha256(checkpoint)  # intact, only its contents are odd
     torch.save(checkpoint, path)
     path.with_name(path.name + ".sha256").unlink()
     return path
@@ -276,6 +278,9 @@ def tiny_classifier_checkpoint(path, **changes):
 @pytest.mark.parametrize("changes, words", [
     ({"config": None}, ["config"]),
     ({"config": lambda config: config | {"n_experts": 8}}, ["config", "n_experts"]),
+    ({"config": lambda config: config | {"vocab_size": 50257.0}}, ["config", "vocab_size=50257.0"]),
+    ({"labels": lambda labels: "spam"}, ["label names"]),
+    ({"labels": None}, ["label names"]),
 ])
 def test_a_classifier_without_a_config_or_with_an_unknown_key_is_one_clear_line(changes, words, tmp_path):
     path = tiny_classifier_checkpoint(tmp_path / "spam_classifier.pt", **changes)

@@ -376,6 +376,22 @@ def test_a_manifest_entry_that_disagrees_with_a_right_file_is_corrected_offline(
         assert corrected[name]["size"] == (model_dir / name).stat().st_size
 
 
+def test_a_graph_file_that_disagrees_with_its_record_is_fetched_again_not_vouched_for(tmp_path, served, servers):
+    """model.ckpt.meta of 774M has no published SHA-256 and only its framing is checked: a copy that disagrees
+    with its manifest entry (a sign of damage) is set aside and fetched again, not recorded as verified."""
+    download(tmp_path, servers)
+    model_dir = tmp_path / SIZE
+    meta = model_dir / "model.ckpt.meta"
+    data = bytearray(meta.read_bytes())
+    data[-1] ^= 0x01  # a changed byte inside the last field: the framing still holds
+    meta.write_bytes(bytes(data))
+    assert gpt_download.verify_file(model_dir, SIZE, "model.ckpt.meta", meta) is None  # content alone passes it
+    download(tmp_path, servers)
+    assert meta.read_bytes() == (served[0] / SIZE / "model.ckpt.meta").read_bytes()
+    assert gpt_download.read_manifest(model_dir)["model.ckpt.meta"]["sha256"] == gpt_download.sha256_of(meta)
+    assert not (model_dir / "model.ckpt.meta.rejected").exists()
+
+
 @pytest.fixture(scope="module")
 def next_revision(tmp_path_factory):
     """The same tiny model's files from other weights: another revision of the release."""
