@@ -560,6 +560,29 @@ def run_in_loop(nb02, model, loader=None, num_epochs=2, peak_lr=1e-3, optimizer=
                                      start_context="It", tokenizer=CharTokenizer(), peak_lr=peak_lr, **options)
 
 
+def step_gradients(nb02, batch_size, accumulation_steps):
+    """Each parameter's gradient after one step of train_model_improved over the same four windows."""
+    windows = torch.utils.data.Subset(nb02.create_dataloader(RESUME_TEXT, CharTokenizer(), batch_size=1, max_length=8,
+                                                             stride=8, shuffle=False).dataset, range(4))
+    loader = torch.utils.data.DataLoader(windows, batch_size=batch_size, shuffle=False)
+    model = tiny_model(nb02, seed=3)
+    run_in_loop(nb02, model, loader, num_epochs=1, clip_norm=math.inf, accumulation_steps=accumulation_steps)
+    return {name: parameter.grad.clone() for name, parameter in model.named_parameters()}
+
+
+def test_accumulation_gives_the_large_batchs_gradient_and_02s_check_sees_a_forgotten_scaling(nb02, monkeypatch):
+    """02's check (relative difference of each gradient below 1e-3) on the loop itself: it holds for two
+    accumulated batches of 2 against one of 4, and fails when the loop's 1 / accumulation_steps is undone."""
+    def largest_relative_difference(reference, other):
+        return max(((other[name] - reference[name]).norm() / reference[name].norm()).item() for name in reference)
+
+    one_batch_of_4 = step_gradients(nb02, batch_size=4, accumulation_steps=1)
+    assert largest_relative_difference(one_batch_of_4, step_gradients(nb02, 2, 2)) < 1e-3
+    calc_loss_batch = nb02.calc_loss_batch
+    monkeypatch.setattr(nb02, "calc_loss_batch", lambda *args: 2 * calc_loss_batch(*args))  # as if not divided by 2
+    assert largest_relative_difference(one_batch_of_4, step_gradients(nb02, 2, 2)) > 0.5
+
+
 @pytest.mark.parametrize("change, named", [
     (dict(model=dict(n_heads=2)), "n_heads"),  # 2 heads of 16 instead of 4 of 8: the same shapes
     (dict(model=dict(drop_rate=0.1)), "drop_rate"),
