@@ -672,21 +672,21 @@ def check_checkpoint(checkpoint, path):
 def config_from_checkpoint(checkpoint, source="the checkpoint"):
     """The GPTConfig that `checkpoint` records; a ValueError naming `source` and the key if one is unknown or
     missing (a missing one would otherwise take GPTConfig's default)."""
-    config, names = checkpoint["config"], [field.name for field in fields(GPTConfig)]
+    config, defaults = checkpoint["config"], {field.name: field.default for field in fields(GPTConfig)}
     if not isinstance(config, dict):
         raise ValueError(f"{source}: its config is a {type(config).__name__}, not a dict of GPTConfig's fields")
-    problems = [f"unknown key {key!r}" for key in config if key not in names]
-    problems += [f"missing key {name!r}" for name in names if name not in config]
+    problems = [f"unknown key {key!r}" for key in config if key not in defaults]
+    problems += [f"missing key {name!r}" for name in defaults if name not in config]
     if problems:
         raise ValueError(f"{source}: its config is not a GPTConfig ({', '.join(problems)}); give a checkpoint "
                          "that save_checkpoint wrote for a GPTModel")
+
     def fits(value, default):  # a bool for a bool, a whole number for an int, any number for a float
         if isinstance(default, bool) or isinstance(value, bool):
             return isinstance(default, bool) and isinstance(value, bool)
         return isinstance(value, int) if isinstance(default, int) else isinstance(value, (int, float))
 
-    wrong = [f"{field.name}={config[field.name]!r}" for field in fields(GPTConfig)
-             if not fits(config[field.name], field.default)]
+    wrong = [f"{name}={config[name]!r}" for name, default in defaults.items() if not fits(config[name], default)]
     if wrong:
         raise ValueError(f"{source}: its config has values of the wrong type ({', '.join(wrong)}); give a "
                          "checkpoint that save_checkpoint wrote for a GPTModel")
