@@ -21,7 +21,6 @@ OFFLINE_SCRIPT = textwrap.dedent(
     socket.create_connection = refuse
     socket.getaddrinfo = refuse
 
-    sys.path.insert(0, sys.argv[1])
     import gpt2_from_scratch.architecture as nb
 
     if sys.argv[3] == "helper":
