@@ -1,7 +1,7 @@
-"""TensorFlow's own reader, run in a child process, as the reference for gpt_download's reader.
+"""TensorFlow's own reader, run in a child process, as the reference for gpt2_support.tf_checkpoint.
 
 TensorFlow is never imported into the test process itself: beside triton (installed with PyTorch's
-CUDA builds) it aborts the process as soon as PyTorch imports triton (see gpt_download.py).
+CUDA builds) it aborts the process as soon as PyTorch imports triton (see gpt2_support/tf_checkpoint.py).
 """
 
 import subprocess

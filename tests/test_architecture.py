@@ -259,20 +259,3 @@ def test_greedy_generation_with_a_shorter_context_argument(nb01, small_config):
 def test_greedy_generation_rejects_an_empty_prompt(nb01, small_config):
     with pytest.raises(ValueError, match="empty"):
         nb01.generate_greedy(nb01.GPTModel(small_config), torch.zeros(1, 0, dtype=torch.long), 3)
-
-
-# --- writing files ---------------------------------------------------------------------------------
-
-def test_atomic_write_path_renames_only_a_finished_file(nb01, tmp_path):
-    target = tmp_path / "data.txt"
-    target.write_text("old")
-    with pytest.raises(RuntimeError, match="interrupted"):
-        with nb01.atomic_write_path(target) as partial:
-            assert partial.parent == tmp_path and partial != target
-            partial.write_text("half of the new")
-            raise RuntimeError("interrupted")
-    assert target.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["data.txt"]
-    with nb01.atomic_write_path(target) as partial:
-        partial.write_text("new")
-        assert target.read_text() == "old"  # nothing changes under the final name until the block ends
-    assert target.read_text() == "new" and [p.name for p in tmp_path.iterdir()] == ["data.txt"]

@@ -1,7 +1,7 @@
-"""gpt_download's TensorFlow-free checkpoint reader, against TensorFlow's own reader.
+"""The TensorFlow-free checkpoint reader (gpt2_support.tf_checkpoint, and its CRC32C), against TensorFlow's own reader.
 
 Why the reader exists: TensorFlow and triton (installed beside PyTorch's default Linux build) cannot
-share a process, so the process that runs the model must never import TensorFlow (gpt_download.py
+share a process, so the process that runs the model must never import TensorFlow (gpt2_support/tf_checkpoint.py
 explains). These tests check that the reader gives exactly what TensorFlow gives, that it verifies the
 checksums TensorFlow stores, and, in a fresh process, that loading a checkpoint and then building a
 model on the meta device (the path that crashed) works and leaves TensorFlow unloaded.
@@ -17,8 +17,11 @@ import numpy as np
 import pytest
 
 import gpt2_from_scratch.weights as writer  # 03's checkpoint writer
-import gpt_download
-from conftest import REPO_ROOT
+import gpt2_support.crc32c
+from gpt2_support.crc32c import crc32c, crc32c_masked
+from gpt2_support.layout import CheckpointError, openai_variable_shapes
+from gpt2_support.tf_checkpoint import (checkpoint_variables, load_gpt2_params_from_tf_ckpt, read_checkpoint_index,
+                                        read_checkpoint_tensor)
 from tensorflow_reference import tensorflow_tensors
 
 TINY = {"n_vocab": 100, "n_ctx": 16, "n_embd": 8, "n_head": 2, "n_layer": 2}
@@ -54,26 +57,26 @@ def bitwise_crc32c(data):
 
 def test_crc32c_gives_the_published_check_values():
     # RFC 3720 (iSCSI), appendix B.4, and the customary "123456789" check value.
-    assert gpt_download.crc32c(b"123456789") == 0xE3069283
-    assert gpt_download.crc32c(bytes(32)) == 0x8A9136AA
-    assert gpt_download.crc32c(b"\xff" * 32) == 0x62A8AB43
-    assert gpt_download.crc32c(bytes(range(32))) == 0x46DD794E
-    assert gpt_download.crc32c(b"") == 0
+    assert crc32c(b"123456789") == 0xE3069283
+    assert crc32c(bytes(32)) == 0x8A9136AA
+    assert crc32c(b"\xff" * 32) == 0x62A8AB43
+    assert crc32c(bytes(range(32))) == 0x46DD794E
+    assert crc32c(b"") == 0
 
 
 @pytest.mark.parametrize("length", [1, 4095, 16 * 4096 - 1, 16 * 4096, 16 * 4096 + 3, 50 * 4096 + 4097])
 def test_crc32c_of_long_inputs_equals_the_bitwise_definition(monkeypatch, length):
     """Long inputs go through numpy lanes, several passes of them (made small here), and a scalar tail."""
-    monkeypatch.setattr(gpt_download, "_LANES_PER_PASS", 7)
+    monkeypatch.setattr(gpt2_support.crc32c, "_LANES_PER_PASS", 7)
     data = np.random.default_rng(length).integers(0, 256, length, dtype=np.uint8)
-    assert gpt_download.crc32c(data) == bitwise_crc32c(data.tobytes())
-    assert gpt_download.crc32c(data.tobytes()) == gpt_download.crc32c(data)
+    assert crc32c(data) == bitwise_crc32c(data.tobytes())
+    assert crc32c(data.tobytes()) == crc32c(data)
 
 
 def test_crc32c_of_an_array_is_that_of_its_bytes_in_c_order():
     matrix = np.random.default_rng(0).standard_normal((300, 100)).astype(np.float32)
     for array in (matrix, matrix.T, matrix[:, ::2], np.asfortranarray(matrix), matrix.reshape(-1)[::3]):
-        assert gpt_download.crc32c(array) == bitwise_crc32c(np.ascontiguousarray(array).tobytes())
+        assert crc32c(array) == bitwise_crc32c(np.ascontiguousarray(array).tobytes())
 
 
 # ---- the same tensors as TensorFlow ---------------------------------------------------------------
@@ -82,16 +85,16 @@ def test_reader_gives_exactly_what_tensorflow_reads(tiny_checkpoint, tmp_path):
     folder, params = tiny_checkpoint
     ckpt = folder / "model.ckpt"
     expected = tensorflow_tensors(ckpt, tmp_path)
-    entries, n_shards = gpt_download.read_checkpoint_index(ckpt)
+    entries, n_shards = read_checkpoint_index(ckpt)
     assert n_shards == 1 and len(entries) == 28
     assert sorted(entries) == sorted(expected)
-    assert gpt_download.checkpoint_variables(ckpt) == gpt_download.openai_variable_shapes(TINY)
+    assert checkpoint_variables(ckpt) == openai_variable_shapes(TINY)
     for name, array in expected.items():
-        ours = gpt_download.read_checkpoint_tensor(ckpt, name, entries[name])
+        ours = read_checkpoint_tensor(ckpt, name, entries[name])
         assert ours.dtype == array.dtype and ours.shape == array.shape, name
         assert np.array_equal(ours, array), name
     # and the nested params are what was written
-    loaded = gpt_download.load_gpt2_params_from_tf_ckpt(ckpt, TINY)
+    loaded = load_gpt2_params_from_tf_ckpt(ckpt, TINY)
     written = writer.params_to_variables(params, TINY)
     for name, array in writer.params_to_variables(loaded, TINY).items():
         assert np.array_equal(array, written[name]), name
@@ -144,7 +147,7 @@ def write_sstable(path, blocks_of_records):
 
     def put(contents):  # a block, its trailer (no compression, masked CRC32C), and its handle
         handle = varint(len(table)) + varint(len(contents))
-        table.extend(contents + b"\0" + gpt_download.crc32c_masked(contents + b"\0").to_bytes(4, "little"))
+        table.extend(contents + b"\0" + crc32c_masked(contents + b"\0").to_bytes(4, "little"))
         return handle
 
     index = [(records[-1][0], put(sstable_block(records))) for records in blocks_of_records]
@@ -166,18 +169,18 @@ def test_an_index_of_several_blocks_is_read_record_by_record(tmp_path):
     for name, array in arrays.items():
         shape = b"".join(proto_bytes(2, proto_varint(1, size)) for size in array.shape)
         entry = (proto_varint(1, dtypes[array.dtype]) + proto_bytes(2, shape) + proto_varint(4, len(data))
-                 + proto_varint(5, array.nbytes) + proto_fixed32(6, gpt_download.crc32c_masked(array)))
+                 + proto_varint(5, array.nbytes) + proto_fixed32(6, crc32c_masked(array)))
         records.append((name.encode(), entry))
         data += array.tobytes()
     header = (b"", proto_varint(1, 1))  # num_shards 1; endianness and version left at their defaults
     write_sstable(tmp_path / "model.ckpt.index", [[header, *records[:2]], records[2:4], records[4:]])
     (tmp_path / DATA).write_bytes(bytes(data))
 
-    entries, n_shards = gpt_download.read_checkpoint_index(tmp_path / "model.ckpt")
+    entries, n_shards = read_checkpoint_index(tmp_path / "model.ckpt")
     assert n_shards == 1 and list(entries) == list(arrays)
     for name, array in arrays.items():
         assert entries[name].shape == array.shape, name
-        read = gpt_download.read_checkpoint_tensor(tmp_path / "model.ckpt", name, entries[name])
+        read = read_checkpoint_tensor(tmp_path / "model.ckpt", name, entries[name])
         assert read.dtype == array.dtype and np.array_equal(read, array), name
 
 
@@ -185,15 +188,15 @@ def test_an_index_of_several_blocks_is_read_record_by_record(tmp_path):
 
 def test_a_flipped_byte_in_the_data_file_fails_that_tensors_crc(tiny_checkpoint, tmp_path):
     folder = damaged_copy(tiny_checkpoint, tmp_path)
-    entries, _ = gpt_download.read_checkpoint_index(folder / "model.ckpt")
+    entries, _ = read_checkpoint_index(folder / "model.ckpt")
     wpe = entries["model/wpe"]
     with open(folder / DATA, "r+b") as file:
         file.seek(wpe.offset + wpe.size // 2)
         byte = file.read(1)
         file.seek(-1, os.SEEK_CUR)
         file.write(bytes([byte[0] ^ 0x01]))
-    with pytest.raises(gpt_download.CheckpointError) as error:
-        gpt_download.load_gpt2_params_from_tf_ckpt(folder / "model.ckpt", TINY)
+    with pytest.raises(CheckpointError) as error:
+        load_gpt2_params_from_tf_ckpt(folder / "model.ckpt", TINY)
     message = str(error.value)
     assert "model/wpe" in message and "CRC32C" in message and str(folder / DATA) in message
     assert "Delete" in message
@@ -204,22 +207,22 @@ def test_a_damaged_or_truncated_index_is_refused(tiny_checkpoint, tmp_path):
     index = folder / "model.ckpt.index"
     original = index.read_bytes()
     index.write_bytes(original[:40] + bytes([original[40] ^ 0x20]) + original[41:])
-    with pytest.raises(gpt_download.CheckpointError, match="CRC32C mismatch"):
-        gpt_download.checkpoint_variables(folder / "model.ckpt")
+    with pytest.raises(CheckpointError, match="CRC32C mismatch"):
+        checkpoint_variables(folder / "model.ckpt")
     index.write_bytes(original[:-10])
-    with pytest.raises(gpt_download.CheckpointError, match="no SSTable footer"):
-        gpt_download.checkpoint_variables(folder / "model.ckpt")
+    with pytest.raises(CheckpointError, match="no SSTable footer"):
+        checkpoint_variables(folder / "model.ckpt")
     index.unlink()
     with pytest.raises(FileNotFoundError, match="model.ckpt.index"):
-        gpt_download.checkpoint_variables(folder / "model.ckpt")
+        checkpoint_variables(folder / "model.ckpt")
 
 
 def test_a_truncated_data_file_is_refused(tiny_checkpoint, tmp_path):
     folder = damaged_copy(tiny_checkpoint, tmp_path)
     data = folder / DATA
     data.write_bytes(data.read_bytes()[:-100])
-    with pytest.raises(gpt_download.CheckpointError, match="the file ends at"):
-        gpt_download.load_gpt2_params_from_tf_ckpt(folder / "model.ckpt", TINY)
+    with pytest.raises(CheckpointError, match="the file ends at"):
+        load_gpt2_params_from_tf_ckpt(folder / "model.ckpt", TINY)
 
 
 # ---- TensorFlow stays out of the model's process --------------------------------------------------
@@ -227,7 +230,7 @@ def test_a_truncated_data_file_is_refused(tiny_checkpoint, tmp_path):
 def test_reading_needs_no_tensorflow(tiny_checkpoint, monkeypatch):
     folder, _ = tiny_checkpoint
     monkeypatch.setitem(sys.modules, "tensorflow", None)  # any `import tensorflow` now fails
-    params = gpt_download.load_gpt2_params_from_tf_ckpt(folder / "model.ckpt", TINY)
+    params = load_gpt2_params_from_tf_ckpt(folder / "model.ckpt", TINY)
     assert params["wte"].shape == (100, 8)
 
 
@@ -262,10 +265,10 @@ def test_a_failing_writer_leaves_the_earlier_folder_as_it_was(tiny_checkpoint, t
 # TensorFlow loaded, that aborted the process wherever triton is installed (PyTorch's CUDA builds).
 NOTEBOOK_PATH_SCRIPT = textwrap.dedent("""
     import importlib.util, sys
-    sys.path[:0] = [{repo!r}]
-    import gpt2_from_scratch.weights as nb  # 03's module, and what it imports from gpt_download and 01
+    import gpt2_from_scratch.weights as nb  # 03's module, and what it imports from gpt2_support and 01
     import torch
-    hparams, params = nb.download_and_load_gpt2({size!r}, {models_dir!r}, progress=False)
+    from gpt_download import download_and_load_gpt2
+    hparams, params = download_and_load_gpt2({size!r}, {models_dir!r}, progress=False)
     model = nb.gpt_for_checkpoint(hparams)  # the meta device
     nb.load_weights_into_gpt(model, params)
     with torch.device("meta"):
@@ -282,7 +285,7 @@ def test_loading_then_the_meta_device_runs_and_never_loads_tensorflow(tiny_check
     folder, _ = tiny_checkpoint
     size = "774M"  # a size with no known byte counts, so the tiny stand-in is accepted
     shutil.copytree(folder, tmp_path / size)
-    script = NOTEBOOK_PATH_SCRIPT.format(repo=str(REPO_ROOT), size=size, models_dir=str(tmp_path))
+    script = NOTEBOOK_PATH_SCRIPT.format(size=size, models_dir=str(tmp_path))
     result = subprocess.run([sys.executable, "-X", "faulthandler", "-c", script], stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, timeout=300)
     assert result.returncode == 0, f"exit code {result.returncode}:\n{result.stdout[-4000:]}"

@@ -1,4 +1,4 @@
-"""gpt_download's second source: the Hugging Face Hub's model.safetensors and config.json, fetched from a
+"""The downloader's second source: the Hugging Face Hub's model.safetensors and config.json, fetched from a
 local server that answers as the Hub does (a redirect to storage carrying X-Linked-Etag), with the same
 guarantees as OpenAI's files, and read into the same params.
 
@@ -8,7 +8,6 @@ test_gpt_download, the size "774M" is used because its files have no published h
 published config (36 layers of 1280) would rightly refuse the tiny model is set aside.
 """
 
-import json
 import shutil
 import socket
 import urllib.request
@@ -19,20 +18,23 @@ import torch
 from safetensors.numpy import load_file, save_file
 
 import gpt2_from_scratch.weights as nb03  # 03's writer, loader and Hugging Face bridge
-import gpt_download
+import gpt_download  # the public face: download_and_load_gpt2
+from gpt2_support.catalogue import HF_FILES, HF_REPOS, HF_REVISIONS, KNOWN_HPARAMS, KNOWN_SHA256, KNOWN_SIZES
+from gpt2_support.files import DownloadError, sha256_of
+from gpt2_support.verify import MANIFEST, read_manifest
 from fake_openai_server import FakeGPT2Server
 
 TINY = {"n_vocab": 100, "n_ctx": 16, "n_embd": 8, "n_head": 2, "n_layer": 2}
 SIZE = "774M"
-REPO = gpt_download.HF_REPOS[SIZE]
+REPO = HF_REPOS[SIZE]
 HUB_LAYOUT_SIZE = "1558M"  # served as the Hub's own file is laid out (see `published`)
 WEIGHTS = "model.safetensors"
 
 
 @pytest.fixture(autouse=True)
 def size_without_published_hparams(monkeypatch):
-    monkeypatch.delitem(gpt_download.KNOWN_HPARAMS, SIZE)
-    monkeypatch.delitem(gpt_download.KNOWN_HPARAMS, HUB_LAYOUT_SIZE)
+    monkeypatch.delitem(KNOWN_HPARAMS, SIZE)
+    monkeypatch.delitem(KNOWN_HPARAMS, HUB_LAYOUT_SIZE)
 
 
 @pytest.fixture(scope="module")
@@ -49,11 +51,11 @@ def published(tmp_path_factory):
     for block in range(TINY["n_layer"]):
         hub_layout[f"h.{block}.attn.bias"] = np.tril(np.ones((TINY["n_ctx"],) * 2, np.float32))[None, None]
         hub_layout[f"h.{block}.attn.masked_bias"] = np.array(-1e4, np.float32)
-    (hub_root / gpt_download.HF_REPOS[HUB_LAYOUT_SIZE]).mkdir(parents=True)
-    save_file(hub_layout, hub_root / gpt_download.HF_REPOS[HUB_LAYOUT_SIZE] / WEIGHTS, metadata={"format": "pt"})
-    shutil.copyfile(hub_root / REPO / "config.json", hub_root / gpt_download.HF_REPOS[HUB_LAYOUT_SIZE] / "config.json")
+    (hub_root / HF_REPOS[HUB_LAYOUT_SIZE]).mkdir(parents=True)
+    save_file(hub_layout, hub_root / HF_REPOS[HUB_LAYOUT_SIZE] / WEIGHTS, metadata={"format": "pt"})
+    shutil.copyfile(hub_root / REPO / "config.json", hub_root / HF_REPOS[HUB_LAYOUT_SIZE] / "config.json")
     nb03.write_gpt2_checkpoint(params, TINY, openai_root / SIZE)
-    (openai_root / SIZE / gpt_download.MANIFEST).unlink()  # a server has no manifest
+    (openai_root / SIZE / MANIFEST).unlink()  # a server has no manifest
     return {"params": params, "hf_model": hf_model, "hub_root": hub_root, "openai_root": openai_root}
 
 
@@ -103,12 +105,12 @@ def test_the_hubs_files_give_the_same_params_as_openais_and_hugging_faces_logits
 def test_files_are_fetched_from_the_resolve_address_verified_and_recorded(tmp_path, published, hub):
     download(tmp_path, hub)
     model_dir = tmp_path / "huggingface" / SIZE
-    assert sorted(path.name for path in model_dir.iterdir()) == sorted([*gpt_download.HF_FILES, gpt_download.MANIFEST])
-    manifest = gpt_download.read_manifest(model_dir)
-    for name in gpt_download.HF_FILES:
+    assert sorted(path.name for path in model_dir.iterdir()) == sorted([*HF_FILES, MANIFEST])
+    manifest = read_manifest(model_dir)
+    for name in HF_FILES:
         served = (published["hub_root"] / REPO / name).read_bytes()
         assert (model_dir / name).read_bytes() == served
-        assert manifest[name]["sha256"] == gpt_download.sha256_of(model_dir / name)
+        assert manifest[name]["sha256"] == sha256_of(model_dir / name)
         assert manifest[name]["source"] == f"{hub.url}/{REPO}/resolve/main/{name}"
         assert manifest[name]["revision"] == hub.commit  # which version "main" was
     assert hub.gets(WEIGHTS) == [(None, 302), (None, 200)]  # the Hub's redirect, then its storage
@@ -148,13 +150,13 @@ def test_bytes_that_do_not_have_the_sha256_the_hub_named_are_never_used(tmp_path
     good = (published["hub_root"] / REPO / WEIGHTS).read_bytes()
     at = len(good) - 10  # a bit of a weight: the file's structure stays valid, only the hash tells
     hub.storage_body[WEIGHTS] = good[:at] + bytes([good[at] ^ 1]) + good[at + 1:]
-    with pytest.raises(gpt_download.DownloadError) as raised:
+    with pytest.raises(DownloadError) as raised:
         download(tmp_path, hub)
     message = str(raised.value)
-    assert "but the server named " + gpt_download.sha256_of(published["hub_root"] / REPO / WEIGHTS) in message
+    assert "but the server named " + sha256_of(published["hub_root"] / REPO / WEIGHTS) in message
     assert "HF_ENDPOINT" in message and 'source="openai"' in message  # what to do next
     model_dir = tmp_path / "huggingface" / SIZE
-    assert not (model_dir / WEIGHTS).exists() and WEIGHTS not in gpt_download.read_manifest(model_dir)
+    assert not (model_dir / WEIGHTS).exists() and WEIGHTS not in read_manifest(model_dir)
     assert len([request for request in hub.requests if request.file == WEIGHTS and request.status == 200]) == 2
 
 
@@ -162,7 +164,7 @@ def test_the_named_sha256_still_holds_after_a_resume(tmp_path, published, hub):
     good = (published["hub_root"] / REPO / WEIGHTS).read_bytes()
     hub.storage_body[WEIGHTS] = good[:-10] + bytes([good[-10] ^ 1]) + good[-9:]
     hub.faults[WEIGHTS] = [("cut", len(good) // 2)]  # the damaged byte arrives in the resumed part
-    with pytest.raises(gpt_download.DownloadError, match="but the server named " + gpt_download.sha256_of(
+    with pytest.raises(DownloadError, match="but the server named " + sha256_of(
             published["hub_root"] / REPO / WEIGHTS)):
         download(tmp_path, hub)
     assert [(request.range is not None, request.status) for request in hub.requests
@@ -176,8 +178,8 @@ def test_the_first_sha256_the_hub_names_binds_and_a_later_hop_naming_another_is_
     verified against that later hash."""
     bias = "transformer.h.0.ln_1.bias"
     other = rewritten_weights(published, tmp_path, lambda tensors: tensors.update({bias: tensors[bias] + 1}))
-    hubs_sha256, others_sha256 = (gpt_download.sha256_of(published["hub_root"] / REPO / WEIGHTS),
-                                  gpt_download.sha256_of(tmp_path / "changed.safetensors"))
+    hubs_sha256, others_sha256 = (sha256_of(published["hub_root"] / REPO / WEIGHTS),
+                                  sha256_of(tmp_path / "changed.safetensors"))
     relay = None
     if later_hop == "the storage's answer":
         hub.storage_body[WEIGHTS] = other
@@ -188,7 +190,7 @@ def test_the_first_sha256_the_hub_names_binds_and_a_later_hop_naming_another_is_
         relay = FakeGPT2Server(tmp_path / "relay", "relay", hub=True).start()
         hub.redirect_to[WEIGHTS] = f"{relay.url}/{REPO}/resolve/main/{WEIGHTS}"
     try:
-        with pytest.raises(gpt_download.DownloadError) as raised:
+        with pytest.raises(DownloadError) as raised:
             download(tmp_path / "models", hub)
     finally:
         if relay is not None:
@@ -197,7 +199,7 @@ def test_the_first_sha256_the_hub_names_binds_and_a_later_hop_naming_another_is_
     assert f"{WEIGHTS}: {hub.url}/{REPO}/resolve/main/{WEIGHTS} named SHA-256 {hubs_sha256}" in message
     assert f"names {others_sha256}; the first binds, so these bytes are refused. Try again later" in message
     model_dir = tmp_path / "models" / "huggingface" / SIZE
-    assert not (model_dir / WEIGHTS).exists() and WEIGHTS not in gpt_download.read_manifest(model_dir)
+    assert not (model_dir / WEIGHTS).exists() and WEIGHTS not in read_manifest(model_dir)
     assert not list(model_dir.glob("*.part*"))
     assert hub.gets(WEIGHTS)[0] == (None, 302) and len(hub.gets(WEIGHTS)) <= 2  # asked once: no retry
 
@@ -205,7 +207,7 @@ def test_the_first_sha256_the_hub_names_binds_and_a_later_hop_naming_another_is_
 @pytest.mark.parametrize("body", [b"[" * 100_000, b'{"n_embd": ' * 100_000], ids=["arrays", "objects"])
 def test_a_config_nested_past_any_parser_is_refused_and_a_fixed_server_then_succeeds(tmp_path, hub, body):
     hub.replace_body["config.json"] = body
-    with pytest.raises(gpt_download.DownloadError, match=r"(?s)Could not download config.json.*not a GPT-2 config"):
+    with pytest.raises(DownloadError, match=r"(?s)Could not download config.json.*not a GPT-2 config"):
         download(tmp_path, hub)
     model_dir = tmp_path / "huggingface" / SIZE
     assert not (model_dir / "config.json").exists() and not list(model_dir.glob("*.part*"))
@@ -216,7 +218,7 @@ def test_a_config_nested_past_any_parser_is_refused_and_a_fixed_server_then_succ
 
 def test_a_server_that_names_no_sha256_is_refused_for_the_weights(tmp_path, hub):
     hub.name_no_sha256 = True  # say, a mirror that passes the file on without the Hub's headers
-    with pytest.raises(gpt_download.DownloadError, match="the server named no SHA-256 for it"):
+    with pytest.raises(DownloadError, match="the server named no SHA-256 for it"):
         download(tmp_path, hub)
     assert not (tmp_path / "huggingface" / SIZE / WEIGHTS).exists()
 
@@ -236,7 +238,7 @@ def rewritten_weights(published, tmp_path, change):
 ])
 def test_a_file_with_a_missing_or_misshapen_tensor_is_refused_naming_it(tmp_path, published, hub, change, finding):
     hub.replace_body[WEIGHTS] = rewritten_weights(published, tmp_path, change)  # the Hub names its hash
-    with pytest.raises(gpt_download.DownloadError) as raised:
+    with pytest.raises(DownloadError) as raised:
         download(tmp_path / "models", hub)
     assert finding in str(raised.value).replace(str(tmp_path / "models" / "huggingface" / SIZE) + "/", "")
     assert not (tmp_path / "models" / "huggingface" / SIZE / WEIGHTS).exists()
@@ -244,27 +246,27 @@ def test_a_file_with_a_missing_or_misshapen_tensor_is_refused_naming_it(tmp_path
 
 def test_124M_is_pinned_to_a_revision_and_checked_against_the_published_sha256(tmp_path, published, hub,
                                                                               monkeypatch):
-    monkeypatch.delitem(gpt_download.KNOWN_HPARAMS, "124M")  # let the tiny config.json pass
-    shutil.copytree(published["hub_root"] / REPO, published["hub_root"] / gpt_download.HF_REPOS["124M"],
+    monkeypatch.delitem(KNOWN_HPARAMS, "124M")  # let the tiny config.json pass
+    shutil.copytree(published["hub_root"] / REPO, published["hub_root"] / HF_REPOS["124M"],
                     dirs_exist_ok=True)
-    revision = gpt_download.HF_REVISIONS["124M"]
+    revision = HF_REVISIONS["124M"]
     hub.revisions = {revision}  # any other revision is a 404
-    with pytest.raises(gpt_download.DownloadError, match="bytes, expected 548,105,171"):  # its size first
+    with pytest.raises(DownloadError, match="bytes, expected 548,105,171"):  # its size first
         download(tmp_path, hub, size="124M")
-    monkeypatch.delitem(gpt_download.KNOWN_SIZES, ("124M", WEIGHTS))
-    with pytest.raises(gpt_download.DownloadError) as raised:
+    monkeypatch.delitem(KNOWN_SIZES, ("124M", WEIGHTS))
+    with pytest.raises(DownloadError) as raised:
         download(tmp_path, hub, size="124M")
-    assert "expected " + gpt_download.KNOWN_SHA256[("124M", WEIGHTS)] in str(raised.value)
+    assert "expected " + KNOWN_SHA256[("124M", WEIGHTS)] in str(raised.value)
     assert f"/resolve/{revision}/{WEIGHTS}" in str(raised.value)
-    assert gpt_download.read_manifest(tmp_path / "huggingface" / "124M").keys() == {"config.json"}
+    assert read_manifest(tmp_path / "huggingface" / "124M").keys() == {"config.json"}
 
 
 def test_a_config_with_other_numbers_than_published_is_refused(tmp_path, published, hub):
-    shutil.copytree(published["hub_root"] / REPO, published["hub_root"] / gpt_download.HF_REPOS["355M"],
+    shutil.copytree(published["hub_root"] / REPO, published["hub_root"] / HF_REPOS["355M"],
                     dirs_exist_ok=True)  # the tiny model, served under 355M's repository
-    with pytest.raises(gpt_download.DownloadError, match=r"config.json.*but OpenAI published .*'n_embd': 1024"):
+    with pytest.raises(DownloadError, match=r"config.json.*but OpenAI published .*'n_embd': 1024"):
         download(tmp_path, hub, size="355M")
-    assert gpt_download.read_manifest(tmp_path / "huggingface" / "355M") == {}
+    assert read_manifest(tmp_path / "huggingface" / "355M") == {}
 
 
 def test_the_environment_picks_the_source_and_the_servers(tmp_path, published, hub, monkeypatch):
@@ -289,13 +291,13 @@ def test_the_environment_picks_the_source_and_the_servers(tmp_path, published, h
 def test_files_placed_by_hand_are_verified_by_content_then_used_offline(tmp_path, published, monkeypatch):
     model_dir = tmp_path / "huggingface" / SIZE
     model_dir.mkdir(parents=True)
-    for name in gpt_download.HF_FILES:
+    for name in HF_FILES:
         shutil.copyfile(published["hub_root"] / REPO / name, model_dir / name)
     monkeypatch.setattr(socket, "create_connection", lambda *args, **kwargs: pytest.fail("network used"))
     hparams, params = gpt_download.download_and_load_gpt2(SIZE, tmp_path, source="huggingface", progress=False)
     assert hparams == TINY
     assert_same_params(params, published["params"])
-    assert {entry["source"] for entry in gpt_download.read_manifest(model_dir).values()} == {"found on disk"}
+    assert {entry["source"] for entry in read_manifest(model_dir).values()} == {"found on disk"}
 
 
 def test_03s_hub_writer_writes_what_the_reader_and_transformers_read(tmp_path, published):

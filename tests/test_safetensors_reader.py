@@ -1,4 +1,4 @@
-"""gpt_download's reader of Hugging Face's GPT-2 safetensors files: the same params as OpenAI's checkpoint,
+"""The reader of Hugging Face's GPT-2 safetensors files (gpt2_support.hub): the same params as OpenAI's checkpoint,
 the same logits as Hugging Face's model, and a named error for every file it must refuse."""
 
 import json
@@ -8,8 +8,10 @@ import pytest
 import torch
 from safetensors.numpy import load_file, save_file
 
-from gpt_download import (CheckpointError, hparams_from_hf_config, load_gpt2_params_from_safetensors,
-                          openai_name_of_hf)
+from gpt2_support.hub import (hf_config_from_hparams, hparams_from_hf_config, load_gpt2_params_from_safetensors,
+                              openai_name_of_hf)
+from gpt2_support.layout import CheckpointError
+from gpt2_support.weight_names import weight_names
 
 HPARAMS = {"n_vocab": 97, "n_ctx": 16, "n_embd": 32, "n_head": 4, "n_layer": 2}
 
@@ -96,3 +98,23 @@ def test_names_map_one_to_one_and_a_config_without_sizes_is_refused():
     assert openai_name_of_hf("h.3.attn.c_attn.bias") == "model/h3/attn/c_attn/b"  # not the mask buffer
     with pytest.raises(CheckpointError, match="config.json lacks 'n_embd'"):
         hparams_from_hf_config({"vocab_size": 10, "n_positions": 8, "n_head": 2, "n_layer": 1})
+
+
+def test_every_name_of_the_one_table_maps_to_openais():
+    """hub.py's maps are derived from gpt2_support.weight_names: each Hub name there, with or without
+    "transformer.", is read as the table's OpenAI name."""
+    rows = weight_names(3)
+    assert len(rows) == 4 + 3 * 12
+    for _, openai, hub, _ in rows:
+        assert openai_name_of_hf(hub) == openai and openai_name_of_hf("transformer." + hub) == openai, hub
+
+
+def test_config_json_from_hparams_and_back(saved):
+    """hf_config_from_hparams writes what transformers writes for the same sizes (its config.json here),
+    and hparams_from_hf_config reads the same hparams back."""
+    _, _, folder = saved
+    written = json.loads((folder / "config.json").read_text())
+    config = hf_config_from_hparams(HPARAMS)
+    assert hparams_from_hf_config(config) == HPARAMS
+    assert {key: written[key] for key in config if key != "n_ctx"} == {key: value for key, value in config.items()
+                                                                       if key != "n_ctx"}
