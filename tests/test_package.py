@@ -1,11 +1,12 @@
 """The package gpt2_from_scratch is generated from the notebooks, and each definition is written once.
 
-tools/export_package.py copies the cells marked `#| export` into one module per notebook. These tests
-regenerate the package and compare it with the committed one (so a notebook edit without
-regenerating cannot land), refuse a function or class written in two places (the recaps this
-replaced), and check the exporter's own rules on small synthetic notebooks.
+tools/export_package.py copies the cells marked `#| export` into the module each notebook declares
+(`#| default_exp <module>`). These tests regenerate the package and compare it with the committed one
+(so a notebook edit without regenerating cannot land), refuse a function or class written in two
+places (the recaps this replaced), and check the exporter's own rules on small synthetic notebooks.
 """
 
+import importlib
 import re
 import subprocess
 import sys
@@ -16,14 +17,25 @@ import pytest
 
 import tools.export_package as export
 
-NOTEBOOKS = list(export.NOTEBOOK_MODULES)
+# The synthetic repositories' notebooks and the modules they declare, named as the series' are.
+MODULES = {"01_architecture.ipynb": "architecture", "02_pretraining.ipynb": "pretraining",
+           "03_pretrained_weights.ipynb": "weights", "04_finetune_classify.ipynb": "classify",
+           "05_finetune_instruct.ipynb": "instruct"}
+NOTEBOOKS = list(MODULES)
 
 
-def write_notebook(path, *cells):
-    """A notebook with a heading and these code cells (strings)."""
+def write_notebook(path, *cells, module="declared"):
+    """A notebook with a heading, these code cells (strings), and a last cell `#| default_exp <module>`.
+
+    module: "declared" names the module MODULES gives the notebook; None leaves the declaration out. The
+    declaration comes last so that the other cells keep their numbers (1, 2, ...).
+    """
     notebook = nbformat.v4.new_notebook()
     notebook.cells.append(nbformat.v4.new_markdown_cell("# A synthetic chapter\n## 1. The only section"))
     notebook.cells.extend(nbformat.v4.new_code_cell(source) for source in cells)
+    module = MODULES[path.name] if module == "declared" else module
+    if module is not None:
+        notebook.cells.append(nbformat.v4.new_code_cell(f"#| default_exp {module}"))
     nbformat.write(notebook, path)
 
 
@@ -50,9 +62,14 @@ def test_no_function_or_class_is_written_in_two_places(repo_root):
         f"{name} in {where}" for name, where in duplicates.items())
 
 
+def test_each_notebook_declares_the_module_named_after_it(repo_root):
+    assert export.notebook_modules(repo_root) == MODULES
+
+
 def test_modules_import_only_earlier_chapters_and_never_tensorflow(repo_root):
-    order = list(export.NOTEBOOK_MODULES.values())
-    for notebook, module in export.NOTEBOOK_MODULES.items():
+    modules = export.notebook_modules(repo_root)
+    order = list(modules.values())
+    for notebook, module in modules.items():
         text = (repo_root / export.PACKAGE / f"{module}.py").read_text(encoding="utf-8")
         assert text.startswith(f"# Generated from {notebook}; edit the notebook, then regenerate")
         imported = [line.split()[1].split(".")[1] for line in text.splitlines()
@@ -102,7 +119,7 @@ def test_a_module_holds_the_exported_cells_in_order_with_their_section(tiny_repo
     text = (tiny_repo / export.PACKAGE / "architecture.py").read_text()
     assert text.splitlines()[0] == ("# Generated from 01_architecture.ipynb; edit the notebook, then regenerate: "
                                     "python tools/export_package.py")
-    assert "# 01_architecture.ipynb: 1. The only section\ndef helper_0(x):" in text
+    assert '# 01_architecture.ipynb, cell 1 (section "1. The only section")\ndef helper_0(x):' in text
     assert "print(" not in text and "#| export" not in text
     assert export.stale_files(tiny_repo) == []
 
@@ -183,3 +200,124 @@ def test_undefined_names_sees_every_scope():
             return list(map(str, missing_global))
     """)
     assert export.undefined_names(source, "box.py") == ["EXPONENT", "missing_global"]
+
+
+# --- which module a notebook's cells go to: `#| default_exp` -----------------------------------------
+
+def test_a_notebook_of_the_series_without_a_module_declaration_is_refused(tiny_repo, monkeypatch, capsys):
+    write_notebook(tiny_repo / "03_pretrained_weights.ipynb", "#| export\ndef helper_2(x):\n    return x", module=None)
+    with pytest.raises(export.ExportError, match=r"^03_pretrained_weights.ipynb declares no module: .* a code cell "
+                                                 r"whose first line is `#\| default_exp <module>`"):
+        export.package_files(tiny_repo)
+    monkeypatch.setattr(export, "REPO_ROOT", tiny_repo)
+    assert export.main(["--check"]) == 1
+    assert "03_pretrained_weights.ipynb declares no module" in capsys.readouterr().err
+
+
+def test_two_notebooks_declaring_one_module_are_refused(tiny_repo):
+    write_notebook(tiny_repo / "04_finetune_classify.ipynb", "#| export\ndef helper_3(x):\n    return x",
+                   module="weights")
+    with pytest.raises(export.ExportError, match=r"^03_pretrained_weights.ipynb and 04_finetune_classify.ipynb both "
+                                                 r"declare `#\| default_exp weights`; give each notebook a module"):
+        export.notebook_modules(tiny_repo)
+
+
+@pytest.mark.parametrize("cells, message", [
+    (["#| default_exp weights", "#| default_exp loading"], r"03_pretrained_weights.ipynb, cells 1 and 2: more than one"),
+    (["#| default_exp my-weights"], r"cell 1: `#\| default_exp my-weights` is not a module name that can be imported"),
+    (["#| default_exp class"], r"`#\| default_exp class` is not a module name"),
+    (["#| default_exp"], r"`#\| default_exp ` is not a module name"),
+])
+def test_a_declaration_that_names_no_single_importable_module_is_refused(tiny_repo, cells, message):
+    write_notebook(tiny_repo / "03_pretrained_weights.ipynb", *cells, module=None)
+    with pytest.raises(export.ExportError, match=message):
+        export.notebook_modules(tiny_repo)
+
+
+def test_the_notebooks_are_found_by_their_names_and_any_module_name_serves(tiny_repo):
+    write_notebook(tiny_repo / "06_extra_chapter.ipynb", "#| export\nEXTRA = 6", module="extra")
+    write_notebook(tiny_repo / "scratch.ipynb", "#| export\nimport this_is_not_exported", module=None)
+    assert list(export.notebook_modules(tiny_repo).items())[-1] == ("06_extra_chapter.ipynb", "extra")
+    files = export.package_files(tiny_repo)
+    assert "EXTRA = 6" in files[f"{export.PACKAGE}/extra.py"]
+    assert "    extra         06_extra_chapter.ipynb\n" in files[f"{export.PACKAGE}/__init__.py"]
+    assert not any("this_is_not_exported" in text for text in files.values())
+
+
+# --- a module holds what its definitions use, and says what it defines -------------------------------
+
+def test_an_exported_import_nothing_in_the_module_uses_is_refused_with_the_fix(tmp_path):
+    write_notebook(tmp_path / "01_architecture.ipynb",
+                   "#| export\nimport math\nimport os.path\nimport time\nfrom json import dumps, loads  # a note\n\n"
+                   "def now():\n    return time.time(), loads('1')",
+                   "print(math.pi, os.path.sep, dumps(1))")
+    with pytest.raises(export.ExportError) as refused:
+        export.module_text(tmp_path / "01_architecture.ipynb", "architecture")
+    assert str(refused.value) == (
+        "01_architecture.ipynb: nothing in gpt2_from_scratch/architecture.py uses these imports of its exported "
+        "cells; move each to a cell without '#| export' (a plain import cell below it), where the notebook's "
+        "demonstrations still have it:\n"
+        "  01_architecture.ipynb, cell 1 ('1. The only section'), line 2: math\n"
+        "  01_architecture.ipynb, cell 1 ('1. The only section'), line 3: os\n"
+        "  01_architecture.ipynb, cell 1 ('1. The only section'), line 5: dumps")
+
+
+def test_an_import_used_in_any_scope_of_the_module_is_kept(tmp_path):
+    # each import is used in one place only: a decorator, a default, a class body, an annotation, a nested function
+    write_notebook(tmp_path / "01_architecture.ipynb",
+                   "#| export\nimport functools\nimport math\nimport os\nimport typing\nimport json\n"
+                   "from dataclasses import dataclass, field",
+                   "#| export\n@dataclass\nclass Box:\n    sides: typing.List[int] = field(default_factory=list)\n"
+                   "    separator = os.sep\n\n\n@functools.cache\ndef area(width=math.pi):\n"
+                   "    def as_text():\n        return json.dumps(width)\n    return as_text()")
+    text = export.module_text(tmp_path / "01_architecture.ipynb", "architecture")
+    assert "import functools" in text and "from dataclasses import dataclass, field" in text
+
+
+def test_all_lists_the_functions_classes_and_constants_in_notebook_order(tmp_path):
+    write_notebook(tmp_path / "01_architecture.ipynb",
+                   "#| export\nimport math\nfrom pathlib import Path\n\nLIMIT = 3\n_CACHE = {}\n\n\n"
+                   "def area(width):\n    return math.pi * width * LIMIT\n\n\ndef _private():\n    return Path('.'), _CACHE",
+                   "#| export\nclass Box:\n    pass\n\n\nWIDTH, HEIGHT = 1, 2")
+    text = export.module_text(tmp_path / "01_architecture.ipynb", "architecture")
+    namespace = {}
+    exec(compile(text, "architecture.py", "exec"), namespace)
+    assert namespace["__all__"] == ["LIMIT", "area", "Box", "WIDTH", "HEIGHT"]
+
+
+def test_each_module_of_the_repository_lists_its_own_definitions_in_all(repo_root):
+    for module in export.notebook_modules(repo_root).values():
+        definitions = importlib.import_module(f"{export.PACKAGE}.{module}")
+        assert definitions.__all__, module
+        for name in definitions.__all__:
+            value = getattr(definitions, name)  # AttributeError: __all__ names something the module lacks
+            assert getattr(value, "__module__", definitions.__name__) == definitions.__name__, (module, name)
+
+
+# --- duplicates: every hand-written file is read ---------------------------------------------------
+
+@pytest.mark.parametrize("path", ["gpt_download.py", "gpt2_support/files.py", "benchmarks/bench.py",
+                                  "figures/make_figures.py", "exercises/checks.py"])
+def test_a_hand_written_file_that_restates_a_notebooks_definition_is_a_duplicate(tiny_repo, path):
+    (tiny_repo / path).parent.mkdir(exist_ok=True)
+    (tiny_repo / path).write_text("def helper_0(x):\n    return x\n")
+    assert export.duplicate_definitions(tiny_repo) == {
+        "helper_0": ["01_architecture.ipynb, cell 1 ('1. The only section'), line 2", f"{path}, line 1"]}
+
+
+def test_each_script_may_have_its_own_main(tiny_repo):
+    for path in ("benchmarks/bench.py", "figures/make_figures.py"):
+        (tiny_repo / path).parent.mkdir(exist_ok=True)
+        (tiny_repo / path).write_text("def main():\n    return 0\n")
+    assert export.duplicate_definitions(tiny_repo) == {}
+
+
+def test_a_duplicate_does_not_stop_the_package_being_regenerated_but_fails_the_command(tiny_repo, monkeypatch,
+                                                                                        capsys):
+    monkeypatch.setattr(export, "REPO_ROOT", tiny_repo)
+    (tiny_repo / "gpt_download.py").write_text("def helper_1(x):\n    return x\n")
+    write_notebook(tiny_repo / "02_pretraining.ipynb", "#| export\ndef helper_1(x):\n    return x + 100")
+    assert export.main([]) == 1
+    assert "helper_1: 02_pretraining.ipynb, cell 1" in capsys.readouterr().err
+    assert export.stale_files(tiny_repo) == []
+    assert export.main(["--check"]) == 1
