@@ -1,40 +1,61 @@
-"""gpt2_cli.py: each command's --help from the command line, one tiny real run of each, and a clear
-error (exit status 2, no traceback) for a missing file or a bad option."""
+"""The command line (gpt2_support/cli.py: the console script `gpt2`, `python -m gpt2_support`): each
+command's --help from the command line, one tiny real run of each, and a clear error (exit status 2, no
+traceback) for a missing file or a bad option."""
 
+import dataclasses
 import json
 import shutil
 import subprocess
 import sys
-import time
+import sysconfig
 from pathlib import Path
 
 import pytest
 import torch
 
-import gpt2_cli
 from gpt2_from_scratch.architecture import GPTConfig, GPTModel, load_gpt2_tokenizer
 from gpt2_from_scratch.classify import classify_text, make_classifier
-from gpt2_from_scratch.pretraining import content_sha256, save_checkpoint
+from gpt2_from_scratch.pretraining import TrainingSettings, content_sha256, save_checkpoint
 from gpt2_from_scratch.weights import random_gpt2_params, write_gpt2_weights
+from gpt2_support.cli import TRAINING_OPTIONS, main, option_name
 
 REPO = Path(__file__).resolve().parents[1]
-CLI = [sys.executable, str(REPO / "gpt2_cli.py")]
+CLI = [sys.executable, "-m", "gpt2_support"]  # what the console script `gpt2` runs
 TINY_RUN = ["--device", "cpu", "--preset", "tiny", "--context-length", "16", "--emb-dim", "32", "--layers", "2", "--heads", "2",
             "--batch-size", "2", "--eval-freq", "5", "--eval-iter", "1", "--precision", "fp32", "--no-progress"]
 
 
 @pytest.mark.parametrize("command, expected", [
-    ([], ["pretrain", "generate", "classify"]),
+    ([], ["pretrain", "generate", "classify", "download"]),
     (["pretrain"], ["--text", "--out-dir", "--resume", "--accumulation-steps", "torchrun"]),
     (["generate"], ["--checkpoint", "--openai", "--temperature", "--top-k", "--top-p", "--seed"]),
     (["classify"], ["--checkpoint", "messages"]),
+    (["download"], ["SIZE", "--models-dir", "--source"]),
 ])
 def test_every_command_has_help(command, expected):
-    run = subprocess.run([sys.executable, str(REPO / "gpt2_cli.py"), *command, "--help"], capture_output=True,
+    run = subprocess.run([*CLI, *command, "--help"], capture_output=True,
                          text=True, cwd=REPO.parent)  # from another folder: the tool finds its repository
     assert run.returncode == 0, run.stderr
     for word in expected:
         assert word in run.stdout
+
+
+def test_the_console_script_gpt2_runs_the_command_line(tmp_path):
+    script = Path(sysconfig.get_path("scripts")) / ("gpt2.exe" if sys.platform == "win32" else "gpt2")
+    assert script.is_file(), f"no console script {script}: install the project (pip install -e .)"
+    run = subprocess.run([str(script), "--help"], capture_output=True, text=True, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.startswith("usage: gpt2 ") and "{pretrain,generate,classify,download}" in run.stdout
+
+
+def test_pretrains_options_are_the_loops_settings():
+    """Every field of 02's TrainingSettings is an option of pretrain (but the two checkpoint paths, which
+    --out-dir gives), with TrainingSettings's default where it has one."""
+    settings = {setting.name: setting for setting in dataclasses.fields(TrainingSettings)}
+    assert TRAINING_OPTIONS.keys() | {"checkpoint_path", "best_checkpoint_path"} == settings.keys()
+    defaults = {name: settings[name].default for name in TRAINING_OPTIONS
+                if settings[name].default is not dataclasses.MISSING and name != "precision"}  # precision: auto
+    assert {name: TRAINING_OPTIONS[name][1].get("default") for name in defaults} == defaults
 
 
 @pytest.fixture(scope="module")
@@ -51,8 +72,8 @@ def pretrained(text, tmp_path_factory):
     (run / "working").mkdir()
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(run / "working")
-        assert gpt2_cli.run_cli(["pretrain", "--text", str(text), "--out-dir", str(run / "out"), *TINY_RUN,
-                                 "--epochs", "2"]) == 0
+        assert main(["pretrain", "--text", str(text), "--out-dir", str(run / "out"), *TINY_RUN,
+                     "--epochs", "2"]) == 0
     return run / "out"
 
 
@@ -66,21 +87,50 @@ def test_pretrain_writes_its_checkpoints_and_history_into_the_output_folder_only
 def test_an_earlier_run_is_neither_overwritten_nor_resumed_with_other_options(pretrained, text, capsys):
     before = (pretrained / "last.pt").read_bytes()
     start = ["pretrain", "--text", str(text), "--out-dir", str(pretrained), *TINY_RUN]
-    assert gpt2_cli.run_cli([*start, "--epochs", "2"]) == 2
+    assert main([*start, "--epochs", "2"]) == 2
     assert "already: add --resume to continue its run, --overwrite to start afresh" in capsys.readouterr().err
-    assert gpt2_cli.run_cli([*start, "--epochs", "3", "--resume"]) == 2
+    assert main([*start, "--epochs", "3", "--resume"]) == 2
     assert "changed: --epochs 2 -> 3" in capsys.readouterr().err
     assert (pretrained / "last.pt").read_bytes() == before
+
+
+# Another value for each of the loop's settings that TrainingSettings marks "must match" on resuming.
+CHANGED_SETTINGS = {"num_epochs": "3", "peak_lr": "1e-3", "warmup_fraction": "0.5", "accumulation_steps": "2"}
+
+
+@pytest.mark.parametrize("setting", CHANGED_SETTINGS)
+def test_resume_refuses_a_change_of_each_setting_the_loop_says_must_match(setting, pretrained, text, tmp_path, capsys):
+    assert set(CHANGED_SETTINGS) == set(TrainingSettings.must_match())  # a new one needs a value here
+    out = tmp_path / "out"
+    shutil.copytree(pretrained, out)
+    before = file_contents(out)
+    option = TRAINING_OPTIONS[setting][0]
+    recorded = json.loads((out / "run.json").read_text()).get(option_name(option))
+    assert main(["pretrain", "--text", str(text), "--out-dir", str(out), *TINY_RUN, "--epochs", "2", "--resume",
+                 option, CHANGED_SETTINGS[setting]]) == 2
+    now = TRAINING_OPTIONS[setting][1]["type"](CHANGED_SETTINGS[setting])  # as the option reads it
+    assert f"changed: {option} {recorded} -> {now}" in capsys.readouterr().err
+    assert file_contents(out) == before
+
+
+def test_resume_accepts_other_values_of_the_settings_that_may_change(pretrained, text, tmp_path):
+    out = tmp_path / "out"
+    shutil.copytree(pretrained, out)
+    last = (out / "last.pt").read_bytes()
+    # The run finished its 2 epochs: resuming it trains no further, and writes its history again.
+    assert main(["pretrain", "--text", str(text), "--out-dir", str(out), *TINY_RUN, "--epochs", "2", "--resume",
+                 "--eval-freq", "7", "--eval-iter", "2", "--clip-norm", "0.5", "--start-context", "Once"]) == 0
+    assert (out / "last.pt").read_bytes() == last
 
 
 def test_generate_continues_the_prompt_from_a_checkpoint(pretrained, capsys):
     arguments = ["generate", "--checkpoint", str(pretrained / "best.pt"), "--prompt", "Every effort moves",
                  "--max-new-tokens", "6"]
-    assert gpt2_cli.run_cli(arguments) == 0
+    assert main(arguments) == 0
     first = capsys.readouterr().out
     assert first.startswith("Every effort moves") and len(first) > len("Every effort moves\n")
-    assert gpt2_cli.run_cli(arguments + ["--temperature", "1.0", "--top-k", "5", "--seed", "1"]) == 0
-    assert gpt2_cli.run_cli(arguments + ["--temperature", "1.0", "--top-k", "5", "--seed", "1"]) == 0
+    assert main(arguments + ["--temperature", "1.0", "--top-k", "5", "--seed", "1"]) == 0
+    assert main(arguments + ["--temperature", "1.0", "--top-k", "5", "--seed", "1"]) == 0
     sampled = capsys.readouterr().out.splitlines()
     assert sampled[0] == sampled[1]  # a seed makes sampling repeatable
 
@@ -88,9 +138,19 @@ def test_generate_continues_the_prompt_from_a_checkpoint(pretrained, capsys):
 def test_generate_from_openais_weights_through_gpt_download(tmp_path, capsys):
     hparams = {"n_vocab": 50257, "n_ctx": 32, "n_embd": 16, "n_head": 2, "n_layer": 1}
     write_gpt2_weights(random_gpt2_params(hparams, seed=1), hparams, tmp_path, "124M", source="huggingface")
-    assert gpt2_cli.run_cli(["generate", "--openai", "124M", "--models-dir", str(tmp_path), "--source", "huggingface",
-                          "--prompt", "Hello", "--max-new-tokens", "3", "--no-eos"]) == 0
+    assert main(["generate", "--openai", "124M", "--models-dir", str(tmp_path), "--source", "huggingface",
+                 "--prompt", "Hello", "--max-new-tokens", "3", "--no-eos"]) == 0
     assert capsys.readouterr().out.startswith("Hello")
+
+
+def test_download_verifies_a_folder_through_gpt_download(tmp_path, capsys):
+    hparams = {"n_vocab": 50257, "n_ctx": 32, "n_embd": 16, "n_head": 2, "n_layer": 1}
+    folder = write_gpt2_weights(random_gpt2_params(hparams, seed=1), hparams, tmp_path, "124M", source="huggingface")
+    weights = {name: (folder / name).read_bytes() for name in ("config.json", "model.safetensors")}
+    assert main(["download", "124M", "--models-dir", str(tmp_path), "--source", "huggingface"]) == 0
+    assert capsys.readouterr().out == f"GPT-2 124M: the huggingface files verified in {folder}/\n"
+    # Verified where they lie: nothing fetched (no network here), neither file rewritten.
+    assert {name: (folder / name).read_bytes() for name in weights} == weights
 
 
 def test_classify_prints_what_classify_text_gives(tmp_path, capsys):
@@ -98,7 +158,7 @@ def test_classify_prints_what_classify_text_gives(tmp_path, capsys):
     model = make_classifier(GPTModel(GPTConfig(context_length=32, emb_dim=16, n_heads=2, n_layers=1)), num_classes=2)
     path = save_checkpoint(tmp_path / "spam_classifier.pt", model, labels=["not spam", "spam"])
     messages = ["Call now to claim your prize!", "See you at dinner"]
-    assert gpt2_cli.run_cli(["classify", "--checkpoint", str(path), *messages]) == 0
+    assert main(["classify", "--checkpoint", str(path), *messages]) == 0
     lines = capsys.readouterr().out.splitlines()
     for line, message in zip(lines, messages, strict=True):
         label, probability = classify_text(message, model, load_gpt2_tokenizer(), labels=("not spam", "spam"))
@@ -117,13 +177,14 @@ def test_classify_prints_what_classify_text_gives(tmp_path, capsys):
     (["generate", "--checkpoint", "{tmp}/missing.pt", "--prompt", ""], "--prompt is empty"),
     (["generate", "--checkpoint", "{tmp}/missing.pt", "--prompt", "Hi"], "no checkpoint at"),
     (["generate", "--openai", "2B", "--prompt", "Hi"], "--openai must be one of 124M"),
+    (["download", "2B", "--models-dir", "{tmp}/out"], "SIZE must be one of 124M"),
     (["classify", "--checkpoint", "{tmp}/missing.pt", "spam?"], "no checkpoint at"),
 ])
 def test_a_missing_file_or_a_bad_option_is_one_clear_line(arguments, message, tmp_path, capsys):
     (tmp_path / "latin1.txt").write_bytes("Caf\xe9 cr\xe8me".encode("latin-1"))
     (tmp_path / "short.txt").write_text("Too short for a window of 64 tokens.", encoding="utf-8")
     (tmp_path / "damaged.pt").write_bytes(b"not a checkpoint")
-    assert gpt2_cli.run_cli([argument.format(tmp=tmp_path) for argument in arguments]) == 2
+    assert main([argument.format(tmp=tmp_path) for argument in arguments]) == 2
     error = capsys.readouterr().err
     assert message in error and "Traceback" not in error
     assert not (tmp_path / "out").exists()  # nothing written after a refused start
@@ -132,7 +193,7 @@ def test_a_missing_file_or_a_bad_option_is_one_clear_line(arguments, message, tm
 @pytest.mark.parametrize("option, value", [("--temperature", "-1"), ("--top-p", "1.5"), ("--top-k", "0")])
 def test_a_bad_decoding_option_is_refused_before_anything_is_loaded(pretrained, option, value, capsys):
     with pytest.raises(SystemExit) as exit_status:  # argparse's own error, after its usage
-        gpt2_cli.run_cli(["generate", "--checkpoint", str(pretrained / "best.pt"), "--prompt", "Hi", option, value])
+        main(["generate", "--checkpoint", str(pretrained / "best.pt"), "--prompt", "Hi", option, value])
     assert exit_status.value.code == 2
     assert f"argument {option}" in capsys.readouterr().err
 
@@ -140,14 +201,14 @@ def test_a_bad_decoding_option_is_refused_before_anything_is_loaded(pretrained, 
 def test_a_classifier_given_to_generate_is_refused_in_one_line(tmp_path, capsys):
     model = make_classifier(GPTModel(GPTConfig(context_length=32, emb_dim=16, n_heads=2, n_layers=1)), num_classes=2)
     path = save_checkpoint(tmp_path / "spam_classifier.pt", model, labels=["not spam", "spam"])
-    assert gpt2_cli.run_cli(["generate", "--checkpoint", str(path), "--prompt", "Hi"]) == 2
+    assert main(["generate", "--checkpoint", str(path), "--prompt", "Hi"]) == 2
     assert "is not a GPTModel checkpoint of 02's save_checkpoint" in capsys.readouterr().err
 
 
 # ---- the real command, in a subprocess: an error a user can reach is one line, exit status 2 -----------
 
 def cli(*arguments):
-    """Run gpt2_cli.py as a user does; the finished process (returncode, stdout, stderr)."""
+    """Run the command line as a user does; the finished process (returncode, stdout, stderr)."""
     return subprocess.run([*CLI, *map(str, arguments)], capture_output=True, text=True, cwd=REPO)
 
 
@@ -181,7 +242,7 @@ def test_pretrain_refuses_a_folder_with_an_earlier_runs_best_pt_and_history_but_
 def test_pretrain_refuses_a_folder_holding_any_file_without_overwrite(name, text, tmp_path, capsys):
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / name).write_text("an earlier run's file")
-    assert gpt2_cli.run_cli(["pretrain", "--text", str(text), "--out-dir", str(tmp_path / "out"), *TINY_RUN]) == 2
+    assert main(["pretrain", "--text", str(text), "--out-dir", str(tmp_path / "out"), *TINY_RUN]) == 2
     assert f"holds {name}" in capsys.readouterr().err
     assert file_contents(tmp_path / "out") == {name: b"an earlier run's file"}
 
@@ -190,7 +251,7 @@ def test_pretrain_refuses_a_folder_holding_any_file_without_overwrite(name, text
 def stopped_run(tmp_path_factory):
     """A run on The Verdict stopped after the first of its two epochs: last.pt to resume from; its folder."""
     out = tmp_path_factory.mktemp("stopped") / "out"
-    assert gpt2_cli.run_cli(["pretrain", "--out-dir", str(out), *TINY_RUN, "--epochs", "2", "--stop-after-epoch", "0"]) == 0
+    assert main(["pretrain", "--out-dir", str(out), *TINY_RUN, "--epochs", "2", "--stop-after-epoch", "0"]) == 0
     return out
 
 
@@ -228,8 +289,8 @@ def test_an_out_dir_the_system_refuses_is_one_clear_line(tmp_path):
     # /sys refuses new folders even to root (the tests run as root here, so permissions cannot show it).
     if not Path("/sys/kernel").is_dir():
         pytest.skip("no /sys/kernel on this system")
-    run = cli("pretrain", "--out-dir", "/sys/kernel/gpt2_cli_test", *TINY_RUN, "--epochs", "1")
-    assert_one_line_error(run, "/sys/kernel/gpt2_cli_test", "choose a folder you can write to")
+    run = cli("pretrain", "--out-dir", "/sys/kernel/gpt2_test", *TINY_RUN, "--epochs", "1")
+    assert_one_line_error(run, "/sys/kernel/gpt2_test", "choose a folder you can write to")
 
 
 def test_a_temperature_too_small_to_mean_anything_samples_greedily(pretrained):

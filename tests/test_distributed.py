@@ -2,13 +2,14 @@
 one process accumulating 4 on the same data order, and a run interrupted and resumed under two
 processes equals an uninterrupted one, exactly.
 
-The two-process runs go through the command-line tool (`gpt2_cli.py pretrain`) started by
+The two-process runs go through the command line (`gpt2 pretrain`, as `-m gpt2_support`) started by
 `python -m torch.distributed.run` (what the `torchrun` command runs). The one-process reference calls
 train_model_improved directly, on the windows in the order the two processes read them together:
 process 0's first batch, process 1's first batch, process 0's second, ...
 """
 
 import contextlib
+import dataclasses
 import io
 import json
 import os
@@ -20,10 +21,11 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, DistributedSampler
 
-import gpt2_cli
 from gpt2_from_scratch.architecture import GPTModel, load_gpt2_tokenizer
 from gpt2_from_scratch.pretraining import (learning_rate_at, load_checkpoint, make_optimizer, train_model_improved,
                                           with_fast_dropout)
+from gpt2_support.cli import build_parser
+from gpt2_support.cli_pretrain import model_config, read_text, training_data, training_settings
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_RUN = ["--device", "cpu", "--preset", "tiny", "--context-length", "16", "--emb-dim", "32", "--layers", "2", "--heads", "2",
@@ -44,7 +46,7 @@ def torchrun(processes, *arguments):
     # One thread a process (two processes, two cores); no GPU, so that the test is the same everywhere.
     environment = dict(os.environ, OMP_NUM_THREADS="1", CUDA_VISIBLE_DEVICES="")
     run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
-                          "--nproc_per_node", str(processes), str(REPO / "gpt2_cli.py"), "pretrain", *arguments],
+                          "--nproc_per_node", str(processes), "-m", "gpt2_support", "pretrain", *arguments],
                          env=environment, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-4000:]
     assert run.stdout.count("wrote ") == 1  # only process 0 writes (and says so)
@@ -68,24 +70,24 @@ def two_process_order(dataset, batch_size, seed, epochs):
 
 
 def one_process_with_accumulation(text, out_dir, epochs):
-    """What gpt2_cli.py pretrain does in one process, with 4 accumulation steps over two_process_order."""
-    arguments = gpt2_cli.build_parser().parse_args(
+    """What gpt2 pretrain does in one process, with 4 accumulation steps over two_process_order."""
+    arguments = build_parser().parse_args(
         ["pretrain", "--text", str(text), "--out-dir", str(out_dir), *TINY_RUN, "--drop-rate", "0",
          "--epochs", str(epochs), "--accumulation-steps", "4"])
-    config = gpt2_cli.model_config(arguments)
+    config = model_config(arguments)
     torch.manual_seed(arguments.seed)
     tokenizer = load_gpt2_tokenizer()
-    train_loader, val_loader = gpt2_cli.training_data(arguments, gpt2_cli.read_text(arguments.text), tokenizer,
-                                                      config, distributed=False)
-    model = with_fast_dropout(GPTModel(config))  # as gpt2_cli.py builds it
+    train_loader, val_loader = training_data(arguments, read_text(arguments.text), tokenizer, config,
+                                             distributed=False)
+    model = with_fast_dropout(GPTModel(config))  # as gpt2 pretrain builds it
     optimizer = make_optimizer(model, lr=arguments.lr, weight_decay=arguments.weight_decay)
     # All epochs' windows in one pass: the same steps and schedule, with no set_epoch to rely on.
     in_two_process_order = DataLoader(train_loader.dataset, batch_size=arguments.batch_size, sampler=two_process_order(
         train_loader.dataset, arguments.batch_size, arguments.seed, epochs))
+    settings = dataclasses.replace(training_settings(arguments, precision="fp32"), num_epochs=1,
+                                   checkpoint_path=None, best_checkpoint_path=None)  # nothing saved
     with contextlib.redirect_stdout(io.StringIO()):
-        history = train_model_improved(model, in_two_process_order, val_loader, optimizer, "cpu", 1,
-                                       arguments.eval_freq, arguments.eval_iter, arguments.start_context, tokenizer,
-                                       peak_lr=arguments.lr, precision="fp32", accumulation_steps=4)
+        history = train_model_improved(model, in_two_process_order, val_loader, optimizer, "cpu", settings, tokenizer)
     return model.state_dict(), history
 
 

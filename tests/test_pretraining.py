@@ -2,12 +2,15 @@
 
 import dataclasses
 import math
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from gpt2_from_scratch.architecture import create_dataloader  # 01's windows, which 02 trains on
 
 VOCAB = 97
 
@@ -239,13 +242,15 @@ def test_the_improved_loop_resumes_mid_schedule_exactly(nb02, tmp_path, stop_aft
     text = "It was a dark and stormy night; the rain fell in torrents, except at occasional intervals. " * 3
     tokenizer = CharTokenizer()
 
-    def run(**options):
+    def run(resume_from=None, **settings):
         torch.manual_seed(0)
-        loader = nb02.create_dataloader(text, tokenizer, batch_size=2, max_length=8, stride=8, shuffle=True)
+        loader = create_dataloader(text, tokenizer, batch_size=2, max_length=8, stride=8, shuffle=True)
         model = tiny_model(nb02, seed=1, drop_rate=0.1)  # dropout on: the random state matters
         optimizer = nb02.make_optimizer(model, lr=1e-3, weight_decay=0.1)
-        history = nb02.train_model_improved(model, loader, loader, optimizer, "cpu", 3, eval_freq=3, eval_iter=1,
-                                            start_context="It", tokenizer=tokenizer, peak_lr=1e-3, **options)
+        settings = nb02.TrainingSettings(num_epochs=3, eval_freq=3, eval_iter=1, start_context="It", peak_lr=1e-3,
+                                         **settings)
+        history = nb02.train_model_improved(model, loader, loader, optimizer, "cpu", settings, tokenizer,
+                                            resume_from=resume_from)
         return history, model, optimizer
 
     uninterrupted, model, optimizer = run()
@@ -270,7 +275,7 @@ def test_resuming_continues_exactly_like_uninterrupted_training(nb02, tmp_path):
 
     def fresh_run():
         torch.manual_seed(0)
-        loader = nb02.create_dataloader(text, tokenizer, batch_size=2, max_length=8, stride=8, shuffle=True)
+        loader = create_dataloader(text, tokenizer, batch_size=2, max_length=8, stride=8, shuffle=True)
         model = tiny_model(nb02, seed=1, drop_rate=0.1)  # dropout on: the RNG state matters
         optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.1)
         return loader, model, optimizer
@@ -343,12 +348,13 @@ def test_training_in_each_precision_learns_and_keeps_float32_weights(nb02, preci
     text = "the quick brown fox jumps over the lazy dog. " * 12
     tokenizer = CharTokenizer()
     torch.manual_seed(0)
-    loader = nb02.create_dataloader(text, tokenizer, batch_size=4, max_length=16, stride=16, shuffle=True)
+    loader = create_dataloader(text, tokenizer, batch_size=4, max_length=16, stride=16, shuffle=True)
     model = tiny_model(nb02, seed=1, drop_rate=0.1)
     optimizer = nb02.make_optimizer(model, lr=3e-3, weight_decay=0.1)
     # fp16 on the CPU exercises the GradScaler path (unscale before clipping) that older GPUs take.
-    history = nb02.train_model_improved(model, loader, loader, optimizer, "cpu", 4, eval_freq=2, eval_iter=2,
-                                        start_context="the", tokenizer=tokenizer, peak_lr=3e-3, precision=precision)
+    settings = nb02.TrainingSettings(num_epochs=4, eval_freq=2, eval_iter=2, start_context="the", peak_lr=3e-3,
+                                     precision=precision)
+    history = nb02.train_model_improved(model, loader, loader, optimizer, "cpu", settings, tokenizer)
     assert history["train_loss"][-1] < history["train_loss"][0] - 0.5
     assert all(parameter.dtype == torch.float32 for parameter in model.parameters())
 
@@ -549,21 +555,23 @@ RESUME_TEXT = "It was a dark and stormy night; the rain fell in torrents, except
 
 def resume_loader(nb02, batch_size=2):
     torch.manual_seed(0)
-    return nb02.create_dataloader(RESUME_TEXT, CharTokenizer(), batch_size=batch_size, max_length=8, stride=8,
-                                  shuffle=True)
+    return create_dataloader(RESUME_TEXT, CharTokenizer(), batch_size=batch_size, max_length=8, stride=8,
+                             shuffle=True)
 
 
-def run_in_loop(nb02, model, loader=None, num_epochs=2, peak_lr=1e-3, optimizer=None, **options):
+def run_in_loop(nb02, model, loader=None, num_epochs=2, peak_lr=1e-3, optimizer=None, resume_from=None, **settings):
     loader = loader or resume_loader(nb02)
     optimizer = optimizer or nb02.make_optimizer(model, lr=peak_lr, weight_decay=0.1)
-    return nb02.train_model_improved(model, loader, loader, optimizer, "cpu", num_epochs, eval_freq=5, eval_iter=1,
-                                     start_context="It", tokenizer=CharTokenizer(), peak_lr=peak_lr, **options)
+    settings = nb02.TrainingSettings(num_epochs=num_epochs, eval_freq=5, eval_iter=1, start_context="It",
+                                     peak_lr=peak_lr, **settings)
+    return nb02.train_model_improved(model, loader, loader, optimizer, "cpu", settings, CharTokenizer(),
+                                     resume_from=resume_from)
 
 
 def step_gradients(nb02, batch_size, accumulation_steps):
     """Each parameter's gradient after one step of train_model_improved over the same four windows."""
-    windows = torch.utils.data.Subset(nb02.create_dataloader(RESUME_TEXT, CharTokenizer(), batch_size=1, max_length=8,
-                                                             stride=8, shuffle=False).dataset, range(4))
+    windows = torch.utils.data.Subset(create_dataloader(RESUME_TEXT, CharTokenizer(), batch_size=1, max_length=8,
+                                                        stride=8, shuffle=False).dataset, range(4))
     loader = torch.utils.data.DataLoader(windows, batch_size=batch_size, shuffle=False)
     model = tiny_model(nb02, seed=3)
     run_in_loop(nb02, model, loader, num_epochs=1, clip_norm=math.inf, accumulation_steps=accumulation_steps)
@@ -619,6 +627,24 @@ def test_resuming_with_the_same_settings_is_still_exact(nb02, interrupted_run):
     resumed = tiny_model(nb02, seed=1)
     history = run_in_loop(nb02, resumed, resume_from=nb02.load_checkpoint(interrupted_run / "last.pt"))
     assert history["val_loss"] == expected["val_loss"] and same_weights(resumed, uninterrupted.state_dict())
+
+
+def test_the_schedule_changes_with_exactly_the_settings_a_resumed_run_must_repeat(nb02):
+    """TrainingSettings marks each field "must match" or "may change" on resuming: the schedule that a checkpoint
+    records and check_resumable compares changes with every field marked "must match", and with no other."""
+    settings = nb02.TrainingSettings(num_epochs=3, peak_lr=1e-3, eval_freq=5, eval_iter=1, start_context="It")
+    others = dict(num_epochs=4, peak_lr=2e-3, eval_freq=6, eval_iter=2, start_context="At", warmup_fraction=0.5,
+                  accumulation_steps=2, clip_norm=0.5, precision="bf16", best_checkpoint_path=Path("best.pt"),
+                  checkpoint_path=Path("last.pt"), stop_after_epoch=1)
+    assert others.keys() == {setting.name for setting in dataclasses.fields(settings)}  # every field is tried
+    schedule = settings.schedule(steps_per_epoch=10, processes=2)
+    changes_the_schedule = {name for name, value in others.items()
+                            if dataclasses.replace(settings, **{name: value}).schedule(10, 2) != schedule}
+    assert changes_the_schedule == set(nb02.TrainingSettings.must_match())
+    assert set(nb02.TrainingSettings.must_match()) == {"num_epochs", "peak_lr", "warmup_fraction", "accumulation_steps"}
+    # What checkpoints have recorded since schedules were (so that they still resume): the warmup in steps.
+    assert schedule == dict(num_epochs=3, steps_per_epoch=10, accumulation_steps=1, processes=2, peak_lr=1e-3,
+                            warmup_steps=6)
 
 
 @pytest.mark.parametrize("contents", [torch.zeros(3), [1, 2], {"model": {}}, {"config": {}}],
