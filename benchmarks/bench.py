@@ -2,7 +2,7 @@
 
     python benchmarks/bench.py                 # training, generation, loading, notebooks in the smoke profile
     python benchmarks/bench.py --full-02       # also run 02_pretraining.ipynb in its full profile (minutes)
-    python benchmarks/bench.py --readme        # also put the table into README.md (between the bench markers)
+    python benchmarks/bench.py --docs          # also put the table into docs/speed.md (between the bench markers)
     python benchmarks/bench.py --smoke         # a tiny model and no notebooks: checks the script in seconds
 
 Both models get the same configuration and the same random weights (ours are copied into Hugging
@@ -27,42 +27,46 @@ import sys
 import tempfile
 import textwrap
 import time
-import types
 from pathlib import Path
 
+import torch
+import torch.nn.functional as F
+
+from gpt2_from_scratch.architecture import GPTConfig, GPTModel
+from gpt2_from_scratch.pretraining import (AUTOCAST_DTYPES, autocast, generate, make_optimizer, pick_precision,
+                                           with_fast_dropout)
+from gpt2_from_scratch.weights import (gpt_to_openai_params, hparams_from_config, random_gpt2_params,
+                                       to_hugging_face, write_gpt2_checkpoint)
+from gpt2_support.files import atomic_write_path
+from gpt2_support.hub import hf_config_from_hparams
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO_ROOT))
-
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-
-from gpt2_from_scratch import pretraining, weights  # noqa: E402
-
 OUTPUT_DIR = REPO_ROOT / "outputs" / "benchmarks"
 NOTEBOOKS = ["01_architecture", "02_pretraining", "03_pretrained_weights", "04_finetune_classify",
              "05_finetune_instruct"]
-README_START, README_END = "<!-- bench:start -->", "<!-- bench:end -->"
+# --docs writes the table into this page, replacing what stands between the two marker lines
+SPEED_PAGE = REPO_ROOT / "docs" / "speed.md"
+BENCH_START, BENCH_END = "<!-- bench:start -->", "<!-- bench:end -->"
 
 
 # --- the two models, with the same weights ----------------------------------------------------------------------
 
-def our_config(nb, smoke, drop_rate):
+def our_config(smoke, drop_rate):
     if smoke:
-        return nb.GPTConfig(vocab_size=512, context_length=256, emb_dim=64, n_heads=4, n_layers=2, drop_rate=drop_rate)
-    return nb.GPTConfig.from_preset("124M", drop_rate=drop_rate)  # OpenAI's 124M architecture
+        return GPTConfig(vocab_size=512, context_length=256, emb_dim=64, n_heads=4, n_layers=2, drop_rate=drop_rate)
+    return GPTConfig.from_preset("124M", drop_rate=drop_rate)  # OpenAI's 124M architecture
 
 
-def hugging_face_twin(nb, model, drop_rate):
+def hugging_face_twin(model, drop_rate):
     """transformers' GPT2LMHeadModel with our model's configuration, dropout and weights."""
     from transformers import GPT2Config, GPT2LMHeadModel
 
     cfg = model.cfg
-    hparams = nb.hparams_from_config(cfg)
-    state = nb.to_hugging_face(nb.gpt_to_openai_params(model), hparams).state_dict()  # 03's converters
-    config = GPT2Config(vocab_size=cfg.vocab_size, n_positions=cfg.context_length, n_embd=cfg.emb_dim,
-                        n_layer=cfg.n_layers, n_head=cfg.n_heads, activation_function="gelu_new",
-                        resid_pdrop=drop_rate, embd_pdrop=drop_rate, attn_pdrop=drop_rate, layer_norm_epsilon=1e-5,
-                        bos_token_id=cfg.vocab_size - 1, eos_token_id=cfg.vocab_size - 1)
+    hparams = hparams_from_config(cfg)
+    state = to_hugging_face(gpt_to_openai_params(model), hparams).state_dict()  # 03's converters
+    config = GPT2Config.from_dict(hf_config_from_hparams(hparams) | {  # the Hub's config.json, with our dropout
+        "resid_pdrop": drop_rate, "embd_pdrop": drop_rate, "attn_pdrop": drop_rate,
+        "bos_token_id": cfg.vocab_size - 1, "eos_token_id": cfg.vocab_size - 1})
     hf_model = GPT2LMHeadModel(config)
     hf_model.load_state_dict(state)
     return hf_model
@@ -78,19 +82,19 @@ def check_same_logits(ours, theirs, vocab_size):
 
 # --- 1. training ------------------------------------------------------------------------------------------------
 
-def time_training(nb, smoke, device, repeats):
+def time_training(smoke, device, repeats):
     """Tokens/s of one training step (forward, backward, AdamW) in each precision, ours and Hugging Face's."""
     batch, n_tokens, drop_rate = (2, 64, 0.1) if smoke else (2, 256, 0.1)
     torch.manual_seed(123)
-    ours = nb.with_fast_dropout(nb.GPTModel(our_config(nb, smoke, drop_rate)))  # as 02 trains it
-    theirs = hugging_face_twin(nb, ours, drop_rate).to(device)  # the twin copies our weights on the CPU
+    ours = with_fast_dropout(GPTModel(our_config(smoke, drop_rate)))  # as 02 trains it
+    theirs = hugging_face_twin(ours, drop_rate).to(device)  # the twin copies our weights on the CPU
     ours.to(device)
     vocab_size = ours.cfg.vocab_size
     token_ids = torch.randint(0, vocab_size, (batch, n_tokens + 1), generator=torch.Generator().manual_seed(1))
     inputs, targets = token_ids[:, :-1].to(device), token_ids[:, 1:].to(device)
 
     precisions = ["fp32"]
-    best = nb.pick_precision(device)
+    best = pick_precision(device)
     if best != "fp32" and not smoke:  # (tiny models gain nothing from bf16; the smoke run checks the script)
         precisions.append(best)
     rows = []
@@ -98,13 +102,13 @@ def time_training(nb, smoke, device, repeats):
         steps = {}
         for name, model in (("ours", ours), ("Hugging Face", theirs)):
             model.train()
-            optimizer = nb.make_optimizer(model, lr=4e-4, weight_decay=0.1)  # the same AdamW for both
+            optimizer = make_optimizer(model, lr=4e-4, weight_decay=0.1)  # the same AdamW for both
             scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
             forward = model if name == "ours" else (lambda x, hf_model=model: hf_model(x).logits)
 
             def step(forward=forward, model=model, optimizer=optimizer, scaler=scaler):
                 optimizer.zero_grad(set_to_none=True)
-                with nb.autocast(device, precision):
+                with autocast(device, precision):
                     logits = forward(inputs)
                 loss = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten())
                 scaler.scale(loss).backward()
@@ -147,14 +151,14 @@ def synchronize(device):
 
 # --- 2. generation ----------------------------------------------------------------------------------------------
 
-def time_generation(nb, smoke, device, repeats):
+def time_generation(smoke, device, repeats):
     """Greedy generation of N new tokens after an 8-token prompt: ours without and with the KV cache,
     Hugging Face's generate with its cache. In float32 all three must give the same tokens. Where the
     device has fast bf16, both cached variants run again with their weights in bf16."""
     n_new = 24 if smoke else 200
     torch.manual_seed(123)
-    ours = nb.GPTModel(our_config(nb, smoke, 0.0)).eval()
-    theirs = hugging_face_twin(nb, ours, 0.0).eval()
+    ours = GPTModel(our_config(smoke, 0.0)).eval()
+    theirs = hugging_face_twin(ours, 0.0).eval()
     check_same_logits(ours, theirs, ours.cfg.vocab_size)
     ours.to(device), theirs.to(device)
     prompt = torch.randint(0, ours.cfg.vocab_size, (1, 8), generator=torch.Generator().manual_seed(2)).to(device)
@@ -165,18 +169,18 @@ def time_generation(nb, smoke, device, repeats):
                 return their_model.generate(prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=n_new,
                                             min_new_tokens=n_new, do_sample=False, use_cache=True, pad_token_id=0)
 
-        return {"ours, KV cache": lambda: nb.generate(our_model, prompt, n_new, use_cache=True),
+        return {"ours, KV cache": lambda: generate(our_model, prompt, n_new, use_cache=True),
                 "Hugging Face generate": hf_generate}
 
     start = time.perf_counter()
-    uncached = nb.generate(ours, prompt, n_new, use_cache=False)  # slow, so timed once
+    uncached = generate(ours, prompt, n_new, use_cache=False)  # slow, so timed once
     uncached_seconds = time.perf_counter() - start
     rows = [{"section": "generation", "precision": "fp32", "what": "ours, no cache", "value": n_new / uncached_seconds,
              "unit": "tokens/s", "runs": 1}]
     variants = {"fp32": cached_variants(ours, theirs)}
-    low = nb.pick_precision(device)
+    low = pick_precision(device)
     if low != "fp32" and not smoke:
-        dtype = nb.AUTOCAST_DTYPES[low]
+        dtype = AUTOCAST_DTYPES[low]
         variants[f"{low} weights"] = cached_variants(copy.deepcopy(ours).to(dtype), copy.deepcopy(theirs).to(dtype))
     agreement = []
     for precision, functions in variants.items():
@@ -197,12 +201,13 @@ def time_generation(nb, smoke, device, repeats):
 # --- 3. loading -------------------------------------------------------------------------------------------------
 
 LOAD_SCRIPT = textwrap.dedent("""
-    import json, os, sys, time
-    sys.path.insert(0, {repo!r})
-    import gpt2_from_scratch.weights as nb  # 03's loader, and what it imports
+    import json, time
     import torch
+    from gpt_download import download_and_load_gpt2  # the downloader and 03's loader, and what they import
+    from gpt2_from_scratch.architecture import GPTConfig, GPTModel
+    from gpt2_from_scratch.weights import gpt_for_checkpoint, load_weights_into_gpt
     with torch.device("meta"):  # also a one-off: PyTorch's meta device loads its kernels on first use
-        nb.GPTModel(nb.GPTConfig(vocab_size=8, context_length=4, emb_dim=4, n_heads=1, n_layers=1))
+        GPTModel(GPTConfig(vocab_size=8, context_length=4, emb_dim=4, n_heads=1, n_layers=1))
 
     def status(key):
         for line in open("/proc/self/status"):
@@ -213,9 +218,9 @@ LOAD_SCRIPT = textwrap.dedent("""
         clear.write("5")  # reset the peak resident set size (VmHWM) to the current one
     before = status("VmRSS:")
     start = time.perf_counter()
-    hparams, params = nb.download_and_load_gpt2({size!r}, {models_dir!r}, progress=False)
-    model = nb.gpt_for_checkpoint(hparams)  # 03's way: no random init, no third copy
-    nb.load_weights_into_gpt(model, params)
+    hparams, params = download_and_load_gpt2({size!r}, {models_dir!r}, progress=False)
+    model = gpt_for_checkpoint(hparams)  # 03's way: no random init, no third copy
+    load_weights_into_gpt(model, params)
     del params
     seconds = time.perf_counter() - start
     peak = status("VmHWM:")
@@ -224,15 +229,15 @@ LOAD_SCRIPT = textwrap.dedent("""
 """)
 
 
-def time_loading(nb, smoke, work_dir):
+def time_loading(smoke, work_dir):
     """Load a checkpoint written in OpenAI's layout into GPTModel, in a fresh process, so that its peak memory
     is that of loading alone."""
-    hparams = nb.hparams_from_config(our_config(nb, smoke, 0.0))
+    hparams = hparams_from_config(our_config(smoke, 0.0))
     size = "124M"
     models_dir = Path(work_dir) / "gpt2"
-    nb.write_gpt2_checkpoint(nb.random_gpt2_params(hparams, seed=0), hparams, models_dir / size,
+    write_gpt2_checkpoint(random_gpt2_params(hparams, seed=0), hparams, models_dir / size,
                              tokenizer_dir=REPO_ROOT / "data" / "gpt2-tokenizer")
-    script = LOAD_SCRIPT.format(repo=str(REPO_ROOT), size=size, models_dir=str(models_dir))
+    script = LOAD_SCRIPT.format(size=size, models_dir=str(models_dir))
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO_ROOT)
     if result.returncode != 0:
         raise RuntimeError(f"the loading benchmark failed:\n{result.stderr[-3000:]}")
@@ -313,16 +318,25 @@ def format_table(rows, notes, machine, when):
     return "\n".join(lines)
 
 
-def update_readme(table, readme=REPO_ROOT / "README.md"):
-    """Replace what stands between the bench markers in the README with `table` (atomically)."""
-    readme = Path(readme)
-    text = readme.read_text()
-    if README_START not in text or README_END not in text:
-        raise ValueError(f"{readme} has no {README_START} ... {README_END} block to replace: add the two lines")
-    head, rest = text.split(README_START, 1)
-    _, tail = rest.split(README_END, 1)
-    with pretraining.atomic_write_path(readme) as partial:  # 01's helper, imported by 02's module
-        partial.write_text(f"{head}{README_START}\n{table}\n{README_END}{tail}")
+def split_at_markers(page):
+    """(what comes before the bench block, what comes after it) in the page; a ValueError naming the page and
+    the marker lines when the page or a marker is missing."""
+    page = Path(page)
+    add_them = f"the table goes between a line {BENCH_START} and a line {BENCH_END}"
+    if not page.is_file():
+        raise ValueError(f"{page} does not exist: create it ({add_them})")
+    text = page.read_text(encoding="utf-8")
+    if BENCH_START not in text or BENCH_END not in text.split(BENCH_START, 1)[1]:
+        raise ValueError(f"{page} has no {BENCH_START} ... {BENCH_END} block to replace: {add_them}")
+    head, rest = text.split(BENCH_START, 1)
+    return head, rest.split(BENCH_END, 1)[1]
+
+
+def update_docs(table, page=SPEED_PAGE):
+    """Replace what stands between the bench markers in docs/speed.md (or `page`) with `table`, atomically."""
+    head, tail = split_at_markers(page)
+    with atomic_write_path(Path(page)) as partial:  # the page is whole or unchanged
+        partial.write_text(f"{head}{BENCH_START}\n{table}\n{BENCH_END}{tail}", encoding="utf-8")
 
 
 def main(argv=None):
@@ -333,26 +347,28 @@ def main(argv=None):
     parser.add_argument("--full-02", action="store_true", help="also run 02_pretraining.ipynb in the full profile")
     parser.add_argument("--repeats", type=int, default=None, help="timed repetitions (default: 5, smoke 2)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--readme", action="store_true", help="write the table into README.md")
+    parser.add_argument("--docs", action="store_true", help="write the table into docs/speed.md")
     args = parser.parse_args(argv)
-    if args.smoke and args.readme:
-        parser.error("--readme takes the real figures; run without --smoke")
+    if args.smoke and args.docs:
+        parser.error("--docs takes the real figures; run without --smoke")
+    if args.docs:
+        try:
+            split_at_markers(SPEED_PAGE)  # before measuring for minutes, not after
+        except ValueError as error:
+            parser.error(str(error))
     repeats = args.repeats or (2 if args.smoke else 5)
     device = torch.device(args.device)
-
-    # 02's training and generation code, with 03's converters and loader beside it.
-    nb = types.SimpleNamespace(**{**vars(weights), **vars(pretraining)})
 
     rows, notes = [], {}
     with tempfile.TemporaryDirectory(prefix="gpt2-bench-") as work_dir:
         if "training" in args.sections:
-            section_rows, notes["training"] = time_training(nb, args.smoke, device, repeats)
+            section_rows, notes["training"] = time_training(args.smoke, device, repeats)
             rows += section_rows
         if "generation" in args.sections:
-            section_rows, notes["generation"] = time_generation(nb, args.smoke, device, repeats)
+            section_rows, notes["generation"] = time_generation(args.smoke, device, repeats)
             rows += section_rows
         if "loading" in args.sections:
-            section_rows, notes["loading"] = time_loading(nb, args.smoke, work_dir)
+            section_rows, notes["loading"] = time_loading(args.smoke, work_dir)
             rows += section_rows
         if "notebooks" in args.sections and not args.smoke:
             rows += [time_notebook(name, "smoke", work_dir) for name in NOTEBOOKS]
@@ -367,8 +383,8 @@ def main(argv=None):
     suffix = "-smoke" if args.smoke else ""
     (OUTPUT_DIR / f"latest{suffix}.md").write_text(table + "\n")
     (OUTPUT_DIR / f"latest{suffix}.json").write_text(json.dumps({"when": when, "rows": rows, "notes": notes}, indent=1))
-    if args.readme:
-        update_readme(table)
+    if args.docs:
+        update_docs(table)
     return rows
 
 

@@ -44,21 +44,20 @@ import os
 import platform
 import re
 import shutil
-import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+import nbformat
+from nbclient import NotebookClient
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO_ROOT))
-
-import nbformat  # noqa: E402
-from nbclient import NotebookClient  # noqa: E402
-
 NOTEBOOKS = {"04": ("04_finetune_classify", "124M"), "05": ("05_finetune_instruct", "355M")}
 OUTPUT_DIR = REPO_ROOT / "outputs" / "benchmarks"
 # What the notebooks read from the repository; the scratch folder links to these and holds everything else.
-SHARED = ("data", "gpt_download.py", "gpt2_from_scratch")
+# The packages import from the installed project anyway; the notebooks' first cell checks that the folder
+# holds them (it is the repository), and `exercises` is imported from the working folder.
+SHARED = ("data", "exercises", "gpt_download.py", "gpt2_from_scratch", "gpt2_support")
 # A tqdm bar's last line: "<desc>: 100%|...| <n>/<total> [<elapsed><<remaining>, <rate>...]"
 BAR = re.compile(r"(?P<desc>[^\r\n|]*?):\s+\d+%\|[^|]*\|\s*(?P<n>\d+)/(?P<total>\d+) \[(?P<elapsed>[\d:]+)<")
 
@@ -73,13 +72,13 @@ def seconds(clock):
 
 def write_stand_in(size, models_dir):
     """A random GPT-2 of this size in OpenAI's format under models_dir/size (written once, then reused)."""
-    from gpt_download import KNOWN_HPARAMS
-    from gpt2_from_scratch.weights import random_gpt2_params, write_gpt2_checkpoint
+    from gpt2_from_scratch.architecture import GPTConfig
+    from gpt2_from_scratch.weights import hparams_from_config, random_gpt2_params, write_gpt2_checkpoint
 
     target = models_dir / size
     if (target / "hparams.json").is_file():
         return target
-    hparams = KNOWN_HPARAMS[size]
+    hparams = hparams_from_config(GPTConfig.from_preset(size))
     start = time.perf_counter()
     write_gpt2_checkpoint(random_gpt2_params(hparams, seed=123), hparams, target)
     print(f"wrote a random {size} stand-in to {target} in {time.perf_counter() - start:.0f} s", flush=True)

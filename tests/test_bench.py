@@ -2,8 +2,8 @@
 
 The figures themselves are not tested: they depend on the machine. What is tested is that every
 section runs on the notebooks' code, that the generation benchmark's correctness check holds (ours with
-and without cache and Hugging Face's generate give the same tokens), and that the README block is
-replaced and nothing else.
+and without cache and Hugging Face's generate give the same tokens), and that --docs replaces the block
+between the bench markers in docs/speed.md and nothing else (never the README).
 """
 
 import pytest
@@ -33,15 +33,33 @@ def test_smoke_run_measures_every_section(bench, capsys):
     assert (REPO_ROOT / "outputs" / "benchmarks" / "latest-smoke.md").read_text().strip() == table.strip()
 
 
-def test_readme_block_is_replaced_and_nothing_else(bench, tmp_path):
-    readme = tmp_path / "README.md"
-    readme.write_text(f"intro\n{bench.README_START}\nold table\n{bench.README_END}\nrest\n")
-    bench.update_readme("| new | table |", readme)
-    assert readme.read_text() == f"intro\n{bench.README_START}\n| new | table |\n{bench.README_END}\nrest\n"
-    readme.write_text("no markers\n")
+def test_the_docs_block_is_replaced_and_nothing_else(bench, tmp_path):
+    page = tmp_path / "speed.md"
+    page.write_text(f"intro\n{bench.BENCH_START}\nold table\n{bench.BENCH_END}\nrest\n")
+    bench.update_docs("| new | table |", page)
+    assert page.read_text() == f"intro\n{bench.BENCH_START}\n| new | table |\n{bench.BENCH_END}\nrest\n"
+    page.write_text("no markers\n")
     with pytest.raises(ValueError, match="bench:start"):
-        bench.update_readme("| table |", readme)
-    assert readme.read_text() == "no markers\n" and not (tmp_path / "README.md.partial").exists()
+        bench.update_docs("| table |", page)
+    assert page.read_text() == "no markers\n" and [path.name for path in tmp_path.iterdir()] == ["speed.md"]
+
+
+def test_a_missing_docs_page_is_named_with_the_markers_before_anything_is_measured(bench, tmp_path, monkeypatch,
+                                                                                  capsys):
+    missing = tmp_path / "docs" / "speed.md"
+    with pytest.raises(ValueError, match=r"speed\.md does not exist: create it \(the table goes between a line "
+                                         r"<!-- bench:start --> and a line <!-- bench:end -->\)"):
+        bench.update_docs("| table |", missing)
+    assert not missing.exists()
+    monkeypatch.setattr(bench, "SPEED_PAGE", missing)
+    monkeypatch.setattr(bench, "time_training", lambda *args: pytest.fail("measured before checking the page"))
+    with pytest.raises(SystemExit):
+        bench.main(["--docs", "--sections", "training"])
+    assert f"{missing} does not exist" in capsys.readouterr().err
+
+
+def test_the_benchmark_writes_its_table_into_docs_not_the_readme(bench):
+    assert bench.SPEED_PAGE == REPO_ROOT / "docs" / "speed.md"
 
 
 def test_ratios_compare_like_with_like(bench):

@@ -16,7 +16,8 @@ import torch.nn.functional as F
 
 from conftest import REPO_ROOT, import_script
 from exercises import EXERCISES, check_exercise, run_check
-from exercises.checks import NOT_ATTEMPTED, multi_head_reference
+from exercises.architecture import multi_head_reference
+from exercises.checks import NOT_ATTEMPTED
 
 SOLUTION_FILES = ["01_architecture", "02_pretraining", "03_pretrained_weights", "04_finetune_classify",
                   "05_finetune_instruct"]

@@ -2,10 +2,12 @@
 
 Running it takes tens of minutes at full size, so the tests check its parts on small inputs: the cells it
 groups under each heading, the per-unit costs it reads from tqdm's own last line, the linear estimate, and
-that the notebooks' GPT2_DATA_FRACTION refuses a value outside (0, 1].
+that the notebooks' GPT2_DATA_FRACTION refuses a value outside (0, 1], and that the scratch folder the
+notebook runs in holds what it reads from the repository.
 """
 
 import io
+import re
 
 import nbformat
 import pytest
@@ -105,3 +107,20 @@ def test_the_report_warns_when_a_section_does_not_scale(standin):
     noisy = [run(0.03, 21.0, 70.0), run(0.06, 19.0, 130.0)]
     text = standin.report("05", "124M", noisy, standin.estimate(noisy))
     assert "Warning: some sections do not grow linearly" in text
+
+
+def test_the_scratch_folder_links_what_the_notebooks_need_from_the_repository(standin):
+    """A notebook runs in a scratch folder: it must hold what the notebook's first cell checks for, and every
+    module of the repository the notebook imports (`exercises` is not installed), or the run stops there."""
+    for name, _ in standin.NOTEBOOKS.values():
+        needed = set()
+        for cell in nbformat.read(REPO_ROOT / f"{name}.ipynb", as_version=4).cells:
+            if cell.cell_type != "code":
+                continue
+            for checked in re.findall(r"Path\(name\)\.exists\(\) for name in \(([^)]*)\)", cell.source):
+                needed |= {path.split("/")[0] for path in re.findall(r'"([^"]+)"', checked)}
+            for module in re.findall(r"^\s*(?:from|import)\s+(\w+)", cell.source, flags=re.MULTILINE):
+                if (REPO_ROOT / module).is_dir() or (REPO_ROOT / f"{module}.py").is_file():
+                    needed.add(module if (REPO_ROOT / module).is_dir() else f"{module}.py")
+        assert {"data", "exercises", "gpt_download.py", "gpt2_from_scratch"} <= needed, name
+        assert needed <= set(standin.SHARED), f"{name} needs {sorted(needed - set(standin.SHARED))} in SHARED"
