@@ -1,14 +1,27 @@
 # Generated from 01_architecture.ipynb; edit the notebook, then regenerate: python tools/export_package.py
-"""The definitions of 01_architecture.ipynb, for later notebooks, the tests and the benchmarks."""
+"""The definitions of 01_architecture.ipynb, for later notebooks, the tests and the benchmarks.
+
+Each part below is one exported cell of the notebook, headed by the cell's number (counted from 0,
+markdown cells included) and its section.
+"""
 
 
-# 01_architecture.ipynb: Setup
+__all__ = [
+    "GPT2_TOKENIZER_FILES", "load_gpt2_tokenizer", "bytes_to_unicode", "GPT2_SPLIT_PATTERN", "merge_pair",
+    "BytePairTokenizer", "learn_bpe_merges", "SlidingWindowDataset", "create_dataloader", "SelfAttention",
+    "CausalAttention", "MultiHeadAttention", "CausalSelfAttention", "load_mha_into_fused",
+    "milliseconds_per_call", "LayerNorm", "GELU", "FeedForward", "DeepStack", "weight_gradients", "GPT2_PRESETS",
+    "GPTConfig", "TransformerBlock", "GPTModel", "count_parameters", "parameter_count", "TINY_CONFIG",
+    "generate_greedy", "attention_weights", "plot_attention_heads",
+]
+
+
+# 01_architecture.ipynb, cell 5 (section "Setup")
 import hashlib
 import json
 import math
 import os
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,33 +34,15 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
 
-# 01_architecture.ipynb: 1. Tokens
-@contextmanager
-def atomic_write_path(path):
-    """Yield a temporary path beside `path` to write to; it becomes `path` only if the block succeeds.
-
-    Renaming within a folder is atomic, so `path` is always either its old file or the complete new one.
-    If the block raises, the temporary file is removed and `path` is untouched.
-    """
-    path = Path(path)
-    partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
-    try:
-        yield partial
-        os.replace(partial, path)
-    finally:
-        partial.unlink(missing_ok=True)
+# 01_architecture.ipynb, cell 8 (section "1. Tokens")
+from gpt2_support.catalogue import TOKENIZER_SHA256  # the two files' SHA-256, kept with the downloader's hashes
+from gpt2_support.files import atomic_write_path  # write beside the file, then rename
 
 
 # tiktoken's download URL and expected SHA-256 for each of GPT-2's two tokenizer files.
 GPT2_TOKENIZER_FILES = {
-    "encoder.json": (
-        "https://openaipublic.blob.core.windows.net/gpt-2/encodings/main/encoder.json",
-        "196139668be63f3b5d6574427317ae82f612a97c5d1cdaf36ed2256dbf636783",
-    ),
-    "vocab.bpe": (
-        "https://openaipublic.blob.core.windows.net/gpt-2/encodings/main/vocab.bpe",
-        "1ce1664773c50f3e0cc8842619a93edc4624525b728b188a9e0be33b7726adc5",
-    ),
+    name: (f"https://openaipublic.blob.core.windows.net/gpt-2/encodings/main/{name}", sha256)
+    for name, sha256 in TOKENIZER_SHA256.items()
 }
 
 
@@ -78,7 +73,7 @@ def load_gpt2_tokenizer(tokenizer_dir="data/gpt2-tokenizer", cache_dir=".cache/t
     return tiktoken.get_encoding("gpt2")
 
 
-# 01_architecture.ipynb: GPT-2's tokenizer, written out
+# 01_architecture.ipynb, cell 19 (section "GPT-2's tokenizer, written out")
 def bytes_to_unicode():
     """GPT-2's table from each byte value (0-255) to the printable character that stands for it."""
     printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
@@ -98,7 +93,7 @@ def bytes_to_unicode():
 GPT2_SPLIT_PATTERN = regex.compile(r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+""")
 
 
-# 01_architecture.ipynb: GPT-2's tokenizer, written out
+# 01_architecture.ipynb, cell 22 (section "GPT-2's tokenizer, written out")
 def merge_pair(symbols, pair):
     """The symbols with each occurrence of the adjacent pair joined into one, scanning left to right:
     in ("a", "a", "a") the pair ("a", "a") is joined once, giving ("aa", "a")."""
@@ -157,7 +152,7 @@ class BytePairTokenizer:
         return bytes(self.char_to_byte[char] for char in chars).decode("utf-8", errors="replace")
 
 
-# 01_architecture.ipynb: Learning the merges
+# 01_architecture.ipynb, cell 26 (section "Learning the merges")
 def learn_bpe_merges(text, num_merges):
     """Learn byte-level BPE merges from text: (merges in order, token count of the text after each merge)."""
     byte_to_char = bytes_to_unicode()
@@ -186,7 +181,7 @@ def learn_bpe_merges(text, num_merges):
     return merges, token_counts
 
 
-# 01_architecture.ipynb: Next-token prediction: inputs and targets
+# 01_architecture.ipynb, cell 33 (section "Next-token prediction: inputs and targets")
 class SlidingWindowDataset(Dataset):
     """Next-token prediction examples cut from one token sequence.
 
@@ -219,7 +214,7 @@ def create_dataloader(text, tokenizer, batch_size=4, max_length=256, stride=128,
                       drop_last=drop_last, num_workers=num_workers)
 
 
-# 01_architecture.ipynb: 3.2 Trainable queries, keys and values
+# 01_architecture.ipynb, cell 51 (section "3.2 Trainable queries, keys and values")
 class SelfAttention(nn.Module):
     """Self-attention over all tokens (no mask yet): softmax(Q Kᵀ / √d_k) V."""
 
@@ -236,7 +231,7 @@ class SelfAttention(nn.Module):
         return weights @ values
 
 
-# 01_architecture.ipynb: 3.5 A causal attention module
+# 01_architecture.ipynb, cell 61 (section "3.5 A causal attention module")
 class CausalAttention(nn.Module):
     """Single-head causal self-attention with dropout on the attention weights."""
 
@@ -258,7 +253,7 @@ class CausalAttention(nn.Module):
         return weights @ values
 
 
-# 01_architecture.ipynb: 3.6 Multi-head attention
+# 01_architecture.ipynb, cell 64 (section "3.6 Multi-head attention")
 class MultiHeadAttention(nn.Module):
     """Multi-head causal self-attention, written out step by step."""
 
@@ -292,7 +287,7 @@ class MultiHeadAttention(nn.Module):
         return self.out_proj(context)
 
 
-# 01_architecture.ipynb: 3.7 The efficient form used from here on
+# 01_architecture.ipynb, cell 68 (section "3.7 The efficient form used from here on")
 class CausalSelfAttention(nn.Module):
     """Multi-head causal self-attention as GPTModel uses it: a fused QKV projection and PyTorch's
     scaled_dot_product_attention. Same result as MultiHeadAttention on the same weights."""
@@ -321,7 +316,7 @@ class CausalSelfAttention(nn.Module):
         return self.out_proj(context.transpose(1, 2).reshape(batch, n_tokens, emb_dim))
 
 
-# 01_architecture.ipynb: 3.7 The efficient form used from here on
+# 01_architecture.ipynb, cell 70 (section "3.7 The efficient form used from here on")
 @torch.no_grad()
 def load_mha_into_fused(mha, fused):
     """Copy a MultiHeadAttention's weights into a CausalSelfAttention of the same size."""
@@ -333,7 +328,7 @@ def load_mha_into_fused(mha, fused):
     return fused
 
 
-# 01_architecture.ipynb: 3.7 The efficient form used from here on
+# 01_architecture.ipynb, cell 73 (section "3.7 The efficient form used from here on")
 def milliseconds_per_call(module, inputs, repeats=5):
     """Mean wall-clock milliseconds of module(inputs) without gradients, after one warm-up call."""
     with torch.inference_mode():
@@ -344,7 +339,7 @@ def milliseconds_per_call(module, inputs, repeats=5):
     return (time.perf_counter() - start) / repeats * 1000
 
 
-# 01_architecture.ipynb: 4.1 Layer normalisation
+# 01_architecture.ipynb, cell 76 (section "4.1 Layer normalisation")
 class LayerNorm(nn.Module):
     """Layer normalisation over the last dimension, as in GPT-2 (biased variance, eps 1e-5)."""
 
@@ -360,7 +355,7 @@ class LayerNorm(nn.Module):
         return self.weight * (x - mean) / torch.sqrt(variance + self.eps) + self.bias
 
 
-# 01_architecture.ipynb: 4.2 GELU
+# 01_architecture.ipynb, cell 79 (section "4.2 GELU")
 class GELU(nn.Module):
     """GELU activation, tanh approximation (as in GPT-2)."""
 
@@ -368,7 +363,7 @@ class GELU(nn.Module):
         return 0.5 * x * (1 + torch.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x ** 3)))
 
 
-# 01_architecture.ipynb: 4.3 The feed-forward network
+# 01_architecture.ipynb, cell 82 (section "4.3 The feed-forward network")
 class FeedForward(nn.Module):
     """Position-wise feed-forward network: expand 4x, GELU, project back."""
 
@@ -382,7 +377,7 @@ class FeedForward(nn.Module):
         return self.project(self.gelu(self.expand(x)))
 
 
-# 01_architecture.ipynb: 4.4 Shortcut connections
+# 01_architecture.ipynb, cell 85 (section "4.4 Shortcut connections")
 class DeepStack(nn.Module):
     """A stack of Linear + GELU layers, with or without shortcut connections (a demonstration only)."""
 
@@ -404,13 +399,12 @@ def weight_gradients(model, x):
     return [layer[0].weight.grad.abs().mean().item() for layer in model.layers]
 
 
-# 01_architecture.ipynb: 4.5 The model's configuration
-GPT2_PRESETS = {  # named as OpenAI names the sizes (and the folders of their checkpoints)
-    "124M": dict(emb_dim=768, n_layers=12, n_heads=12),    # GPT-2 small
-    "355M": dict(emb_dim=1024, n_layers=24, n_heads=16),   # GPT-2 medium
-    "774M": dict(emb_dim=1280, n_layers=36, n_heads=20),   # GPT-2 large
-    "1558M": dict(emb_dim=1600, n_layers=48, n_heads=25),  # GPT-2 XL
-}
+# 01_architecture.ipynb, cell 89 (section "4.5 The model's configuration")
+from gpt2_support.catalogue import KNOWN_HPARAMS  # hparams.json of each size, as OpenAI published it
+
+# Named as OpenAI names the sizes (and the folders of their checkpoints): GPT-2 small, medium, large, XL.
+GPT2_PRESETS = {size: dict(emb_dim=hparams["n_embd"], n_layers=hparams["n_layer"], n_heads=hparams["n_head"])
+                for size, hparams in KNOWN_HPARAMS.items()}
 
 
 @dataclass
@@ -441,7 +435,7 @@ class GPTConfig:
         return cls(**{**GPT2_PRESETS[name], **overrides})
 
 
-# 01_architecture.ipynb: 4.6 The transformer block
+# 01_architecture.ipynb, cell 91 (section "4.6 The transformer block")
 class TransformerBlock(nn.Module):
     """Pre-LN GPT-2 block: x + attention(norm(x)), then x + feed_forward(norm(x))."""
 
@@ -459,7 +453,7 @@ class TransformerBlock(nn.Module):
         return x
 
 
-# 01_architecture.ipynb: 5. The GPT model
+# 01_architecture.ipynb, cell 94 (section "5. The GPT model")
 class GPTModel(nn.Module):
     """GPT-2: embeddings, n_layers pre-LN transformer blocks, final layer norm, output head."""
 
@@ -498,7 +492,7 @@ class GPTModel(nn.Module):
         return self.out_head(self.final_norm(x))  # logits: (batch, n_tokens, vocab_size)
 
 
-# 01_architecture.ipynb: 5.1 How many parameters?
+# 01_architecture.ipynb, cell 96 (section "5.1 How many parameters?")
 def count_parameters(model):
     return sum(param.numel() for param in model.parameters())
 
@@ -509,11 +503,11 @@ def parameter_count(cfg):
         return count_parameters(GPTModel(cfg))
 
 
-# 01_architecture.ipynb: 5.2 A forward pass
+# 01_architecture.ipynb, cell 99 (section "5.2 A forward pass")
 TINY_CONFIG = GPTConfig(context_length=64, emb_dim=64, n_heads=4, n_layers=2)  # the smoke profile's model
 
 
-# 01_architecture.ipynb: 5.3 Generating text
+# 01_architecture.ipynb, cell 107 (section "5.3 Generating text")
 @torch.inference_mode()
 def generate_greedy(model, token_ids, max_new_tokens, context_length=None):
     """Append `max_new_tokens` tokens to `token_ids` (batch, n_tokens), each the most likely next token."""
@@ -527,7 +521,7 @@ def generate_greedy(model, token_ids, max_new_tokens, context_length=None):
     return token_ids
 
 
-# 01_architecture.ipynb: 6. A look inside: attention heatmaps
+# 01_architecture.ipynb, cell 112 (section "6. A look inside: attention heatmaps")
 @torch.no_grad()
 def attention_weights(attn, x):
     """Attention weights (batch, n_heads, n_tokens, n_tokens) of a CausalSelfAttention on input x."""

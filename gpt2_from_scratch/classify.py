@@ -1,13 +1,25 @@
 # Generated from 04_finetune_classify.ipynb; edit the notebook, then regenerate: python tools/export_package.py
-"""The definitions of 04_finetune_classify.ipynb, for later notebooks, the tests and the benchmarks."""
+"""The definitions of 04_finetune_classify.ipynb, for later notebooks, the tests and the benchmarks.
+
+Each part below is one exported cell of the notebook, headed by the cell's number (counted from 0,
+markdown cells included) and its section.
+"""
 
 
-# 04_finetune_classify.ipynb: Setup
+__all__ = [
+    "load_sms_spam", "LABELS", "balance_classes", "split_rows", "write_rows_csv", "data_fraction", "first_part",
+    "SpamDataset", "NUM_CLASSES", "make_classifier", "count_trainable", "last_token_logits",
+    "calc_loss_batch_cls", "calc_loss_loader_cls", "predict_loader", "calc_accuracy_loader", "train_classifier",
+    "plot_classifier_history", "classification_metrics", "plot_confusion", "classify_text", "LoRALayer",
+    "LinearWithLoRA", "add_lora",
+]
+
+
+# 04_finetune_classify.ipynb, cell 5 (section "Setup")
 import csv
 import math
 import os
 import sys
-import time
 import warnings
 from pathlib import Path
 
@@ -16,18 +28,13 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 from tqdm import tqdm
 
-from gpt_download import download_and_load_gpt2, weights_source
-from gpt2_from_scratch.architecture import atomic_write_path, load_gpt2_tokenizer  # 01, section 1
-from gpt2_from_scratch.architecture import GPTConfig, GPTModel, count_parameters  # 01, sections 4.5 to 5.1
-from gpt2_from_scratch.pretraining import save_checkpoint, load_checkpoint  # 02, sections 6 and 9
-from gpt2_from_scratch.weights import gpt_for_checkpoint, load_weights_into_gpt  # 03, section 5: loading
-from gpt2_from_scratch.weights import random_gpt2_params, write_gpt2_weights  # 03, section 9: the stand-in
+from gpt2_support.files import atomic_write_path  # write beside the file, then rename (see 01, section 1)
 
 
-# 04_finetune_classify.ipynb: 1. The data
+# 04_finetune_classify.ipynb, cell 11 (section "1. The data")
 def load_sms_spam(path="data/sms_spam_collection/SMSSpamCollection"):
     """[(label, text), ...] from the tab-separated SMS Spam Collection."""
     rows = []
@@ -39,7 +46,7 @@ def load_sms_spam(path="data/sms_spam_collection/SMSSpamCollection"):
     return rows
 
 
-# 04_finetune_classify.ipynb: 1. The data
+# 04_finetune_classify.ipynb, cell 14 (section "1. The data")
 LABELS = ("ham", "spam")  # class index 0 and 1
 
 
@@ -65,9 +72,9 @@ def split_rows(rows, train_fraction=0.7, val_fraction=0.1, seed=123):
     return shuffled[:train_end], shuffled[train_end:val_end], shuffled[val_end:]
 
 
-# 04_finetune_classify.ipynb: 1. The data
+# 04_finetune_classify.ipynb, cell 17 (section "1. The data")
 def write_rows_csv(rows, path):
-    """Write (label, text) rows as a CSV with a header, atomically (01's atomic_write_path)."""
+    """Write (label, text) rows as a CSV with a header, atomically (atomic_write_path, from gpt2_support.files)."""
     with atomic_write_path(path) as partial:
         with open(partial, "w", encoding="utf-8", newline="") as file:
             writer = csv.writer(file)
@@ -76,7 +83,7 @@ def write_rows_csv(rows, path):
     return Path(path)
 
 
-# 04_finetune_classify.ipynb: 1. The data
+# 04_finetune_classify.ipynb, cell 20 (section "1. The data")
 def data_fraction():
     """GPT2_DATA_FRACTION: the share of each split to keep; 1, all of it, unless set to time a run."""
     fraction = float(os.environ.get("GPT2_DATA_FRACTION", "1"))
@@ -90,7 +97,7 @@ def first_part(rows, fraction):
     return rows[:math.ceil(fraction * len(rows))]
 
 
-# 04_finetune_classify.ipynb: 2. Batches of messages
+# 04_finetune_classify.ipynb, cell 23 (section "2. Batches of messages")
 class SpamDataset(Dataset):
     """Token ids of each message, padded (or truncated) to one length, with its label and real length."""
 
@@ -112,7 +119,7 @@ class SpamDataset(Dataset):
         return self.input_ids[index], self.labels[index], self.lengths[index]
 
 
-# 04_finetune_classify.ipynb: 3. The model: pretrained GPT-2 with a two-class head
+# 04_finetune_classify.ipynb, cell 30 (section "3. The model: pretrained GPT-2 with a two-class head")
 NUM_CLASSES = len(LABELS)
 
 
@@ -132,14 +139,14 @@ def count_trainable(model):
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
-# 04_finetune_classify.ipynb: 4. Which position to classify from
+# 04_finetune_classify.ipynb, cell 35 (section "4. Which position to classify from")
 def last_token_logits(model, input_ids, lengths):
     """The class scores at each row's last real token: (batch, num_classes)."""
     logits = model(input_ids)  # (batch, n_tokens, num_classes)
     return logits[torch.arange(input_ids.shape[0], device=input_ids.device), lengths - 1]
 
 
-# 04_finetune_classify.ipynb: 5. Loss and accuracy
+# 04_finetune_classify.ipynb, cell 38 (section "5. Loss and accuracy")
 def calc_loss_batch_cls(input_batch, label_batch, length_batch, model, device):
     logits = last_token_logits(model, input_batch.to(device), length_batch.to(device))
     return F.cross_entropy(logits, label_batch.to(device))
@@ -174,7 +181,7 @@ def calc_accuracy_loader(data_loader, model, device, num_batches=None):
     return (predictions == labels).float().mean().item()
 
 
-# 04_finetune_classify.ipynb: 6. Fine-tuning
+# 04_finetune_classify.ipynb, cell 42 (section "6. Fine-tuning")
 def train_classifier(model, train_loader, val_loader, optimizer, device, num_epochs, eval_freq, eval_iter):
     """Fine-tune; return the history of losses (every eval_freq steps) and accuracies (every epoch)."""
     history = {"examples_seen": [], "train_loss": [], "val_loss": [], "train_accuracy": [], "val_accuracy": []}
@@ -210,7 +217,7 @@ def train_classifier(model, train_loader, val_loader, optimizer, device, num_epo
     return history
 
 
-# 04_finetune_classify.ipynb: 6. Fine-tuning
+# 04_finetune_classify.ipynb, cell 47 (section "6. Fine-tuning")
 def plot_classifier_history(history, path=None):
     figure, (loss_axis, accuracy_axis) = plt.subplots(1, 2, figsize=(10, 3.5))
     # Training dashed, validation solid, as in every loss plot of the series (02's plot_losses).
@@ -229,7 +236,7 @@ def plot_classifier_history(history, path=None):
     plt.show()
 
 
-# 04_finetune_classify.ipynb: 7. How good is it?
+# 04_finetune_classify.ipynb, cell 54 (section "7. How good is it?")
 def classification_metrics(predictions, labels, positive=1):
     """Confusion matrix (rows: true class, columns: predicted) and precision, recall, F1 for `positive`."""
     confusion = torch.zeros(NUM_CLASSES, NUM_CLASSES, dtype=torch.long)
@@ -258,7 +265,7 @@ def plot_confusion(confusion, path=None):
     plt.show()
 
 
-# 04_finetune_classify.ipynb: 8. Classifying new text
+# 04_finetune_classify.ipynb, cell 57 (section "8. Classifying new text")
 @torch.inference_mode()
 def classify_text(text, model, tokenizer, device="cpu", max_length=None, labels=LABELS):
     """(label, probability of that label) for one text."""
@@ -276,7 +283,7 @@ def classify_text(text, model, tokenizer, device="cpu", max_length=None, labels=
     return labels[best], probabilities[best].item()
 
 
-# 04_finetune_classify.ipynb: 10. Optional: LoRA
+# 04_finetune_classify.ipynb, cell 62 (section "10. Optional: LoRA")
 class LoRALayer(nn.Module):
     """The low-rank update x -> (alpha / rank) * x A B."""
 

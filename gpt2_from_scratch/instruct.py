@@ -1,40 +1,41 @@
 # Generated from 05_finetune_instruct.ipynb; edit the notebook, then regenerate: python tools/export_package.py
-"""The definitions of 05_finetune_instruct.ipynb, for later notebooks, the tests and the benchmarks."""
+"""The definitions of 05_finetune_instruct.ipynb, for later notebooks, the tests and the benchmarks.
+
+Each part below is one exported cell of the notebook, headed by the cell's number (counted from 0,
+markdown cells included) and its section.
+"""
 
 
-# 05_finetune_instruct.ipynb: Setup
+__all__ = [
+    "format_input", "RESPONSE_MARKER", "split_instruction_data", "InstructionDataset", "custom_collate_fn",
+    "rouge_l_words", "longest_common_subsequence", "rouge_l_f1", "extract_response", "generate_responses",
+    "evaluate_instruction_model", "write_json_atomically", "OLLAMA_URL", "JUDGE_MODEL", "ollama_available",
+    "query_ollama", "parse_score", "judge_prompt",
+]
+
+
+# 05_finetune_instruct.ipynb, cell 5 (section "Setup")
 import json
 import math
 import os
 import re
 import sys
-import time
 import urllib.error
 import urllib.request
-from functools import partial
 from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 from tqdm import tqdm
 
-from gpt_download import download_and_load_gpt2, weights_source
-from gpt2_from_scratch.architecture import atomic_write_path, load_gpt2_tokenizer  # 01, section 1
-from gpt2_from_scratch.architecture import count_parameters  # 01, section 5.1
+from gpt2_support.files import atomic_write_path  # write beside the file, then rename (see 01, section 1)
 from gpt2_from_scratch.pretraining import text_to_token_ids, token_ids_to_text  # 02, section 1
 from gpt2_from_scratch.pretraining import calc_loss_loader  # 02, section 4: the mean loss over a data set
-from gpt2_from_scratch.pretraining import pick_precision, make_optimizer  # 02, section 4: cheaper steps
-from gpt2_from_scratch.pretraining import train_model_simple, plot_losses  # 02, section 5: the training loop
-from gpt2_from_scratch.pretraining import save_checkpoint  # 02, section 6: checkpoints, written atomically
 from gpt2_from_scratch.pretraining import generate  # 02, section 8: decoding with a key/value cache
-from gpt2_from_scratch.weights import gpt_for_checkpoint, load_weights_into_gpt  # 03, section 5: loading
-from gpt2_from_scratch.weights import random_gpt2_params, write_gpt2_weights  # 03, section 9: the stand-in
-from gpt2_from_scratch.classify import add_lora  # 04, section 10: LoRA
-from gpt2_from_scratch.classify import data_fraction, first_part  # 04, section 1: GPT2_DATA_FRACTION
 
 
-# 05_finetune_instruct.ipynb: 1. The data
+# 05_finetune_instruct.ipynb, cell 13 (section "1. The data")
 def format_input(entry):
     """The Alpaca-style prompt for one example, without the response."""
     text = ("Below is an instruction that describes a task. Write a response that appropriately completes "
@@ -47,7 +48,7 @@ def format_input(entry):
 RESPONSE_MARKER = "\n\n### Response:\n"
 
 
-# 05_finetune_instruct.ipynb: 1. The data
+# 05_finetune_instruct.ipynb, cell 16 (section "1. The data")
 def split_instruction_data(entries, seed=123):
     """(train, test, validation): 85% / 10% / the rest, after a seeded shuffle."""
     order = np.random.default_rng(seed).permutation(len(entries))
@@ -57,7 +58,7 @@ def split_instruction_data(entries, seed=123):
     return shuffled[:train_end], shuffled[train_end:test_end], shuffled[test_end:]
 
 
-# 05_finetune_instruct.ipynb: 2. From examples to batches
+# 05_finetune_instruct.ipynb, cell 21 (section "2. From examples to batches")
 class InstructionDataset(Dataset):
     """Each item: (token ids of prompt + response, number of prompt tokens)."""
 
@@ -76,7 +77,7 @@ class InstructionDataset(Dataset):
         return self.items[index]
 
 
-# 05_finetune_instruct.ipynb: 2. From examples to batches
+# 05_finetune_instruct.ipynb, cell 23 (section "2. From examples to batches")
 def custom_collate_fn(batch, pad_token_id=50256, ignore_index=-100, allowed_max_length=None, mask_prompt=False):
     """Pad a batch of token-id lists into (inputs, targets) tensors; see the text above.
 
@@ -107,7 +108,7 @@ def custom_collate_fn(batch, pad_token_id=50256, ignore_index=-100, allowed_max_
     return torch.stack(inputs), torch.stack(targets)
 
 
-# 05_finetune_instruct.ipynb: 4. Evaluation that needs no server
+# 05_finetune_instruct.ipynb, cell 35 (section "4. Evaluation that needs no server")
 def rouge_l_words(text):
     """Lower-cased words and numbers, the units ROUGE-L compares."""
     return re.findall(r"\w+", text.lower())
@@ -136,7 +137,7 @@ def rouge_l_f1(candidate, reference):
     return 2 * precision * recall / (precision + recall)
 
 
-# 05_finetune_instruct.ipynb: 4. Evaluation that needs no server
+# 05_finetune_instruct.ipynb, cell 38 (section "4. Evaluation that needs no server")
 def extract_response(generated_text, prompt):
     """The model's response: the text after the prompt, up to an end token or a new '###' section."""
     if not generated_text.startswith(prompt):
@@ -169,16 +170,16 @@ def evaluate_instruction_model(model, entries, response_loader, tokenizer, devic
     return {"response_loss": loss, "response_perplexity": math.exp(loss), "rouge_l_f1": rouge}, responses
 
 
-# 05_finetune_instruct.ipynb: 6. Responses after fine-tuning
+# 05_finetune_instruct.ipynb, cell 51 (section "6. Responses after fine-tuning")
 def write_json_atomically(value, path):
-    """Write value as JSON to path, verified and atomically (01's atomic_write_path)."""
+    """Write value as JSON to path, verified and atomically (atomic_write_path, from gpt2_support.files)."""
     with atomic_write_path(path) as partial_path:
         partial_path.write_text(json.dumps(value, indent=1, ensure_ascii=False), encoding="utf-8")
         json.loads(partial_path.read_text(encoding="utf-8"))  # verify it reads back
     return Path(path)
 
 
-# 05_finetune_instruct.ipynb: 7. Optional: a local LLM as judge
+# 05_finetune_instruct.ipynb, cell 54 (section "7. Optional: a local LLM as judge")
 OLLAMA_URL = os.environ.get("OLLAMA_URL", "http://localhost:11434")
 JUDGE_MODEL = "llama3"
 

@@ -1,8 +1,26 @@
 # Generated from 02_pretraining.ipynb; edit the notebook, then regenerate: python tools/export_package.py
-"""The definitions of 02_pretraining.ipynb, for later notebooks, the tests and the benchmarks."""
+"""The definitions of 02_pretraining.ipynb, for later notebooks, the tests and the benchmarks.
+
+Each part below is one exported cell of the notebook, headed by the cell's number (counted from 0,
+markdown cells included) and its section.
+"""
 
 
-# 02_pretraining.ipynb: Setup
+__all__ = [
+    "text_to_token_ids", "token_ids_to_text", "calc_loss_batch", "calc_loss_loader", "pick_precision",
+    "AUTOCAST_DTYPES", "autocast", "make_optimizer", "fast_dropout", "FastDropout",
+    "causal_attention_with_dropout", "FastCausalSelfAttention", "with_fast_dropout", "evaluate_model",
+    "generate_sample", "print_samples", "new_history", "record", "train_model_simple", "plot_losses",
+    "reinit_embeddings", "learning_rate_at", "content_sha256", "save_checkpoint", "checksum_path",
+    "restore_rng_state", "is_distributed", "is_main_process", "unwrap_model", "process_rng_states", "MUST_MATCH",
+    "MAY_CHANGE", "TrainingSettings", "check_resumable", "train_model_improved", "top_k_filter", "top_p_filter",
+    "cached_attention", "forward_with_cache", "sample_next_token", "generate", "load_checkpoint",
+    "check_checkpoint", "config_from_checkpoint", "model_from_checkpoint", "setup_distributed",
+    "distributed_loader",
+]
+
+
+# 02_pretraining.ipynb, cell 5 (section "Setup")
 import contextlib
 import errno
 import hashlib
@@ -10,7 +28,6 @@ import math
 import os
 import pickle
 import sys
-import time
 from dataclasses import asdict, fields
 from pathlib import Path
 
@@ -23,18 +40,14 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
-from gpt_download import sha256_of  # a file's SHA-256, read in chunks
-from gpt2_from_scratch.architecture import atomic_write_path  # 01, section 1: write, then rename
-from gpt2_from_scratch.architecture import load_gpt2_tokenizer  # 01, section 1: GPT-2's tokenizer, offline
-from gpt2_from_scratch.architecture import create_dataloader  # 01, section 1: next-token training windows
+from gpt2_support.files import atomic_write_path  # write beside the file, then rename (see 01, section 1)
+from gpt2_support.files import sha256_of  # a file's SHA-256, read in chunks
 from gpt2_from_scratch.architecture import CausalSelfAttention  # 01, section 3.7: fused multi-head attention
 from gpt2_from_scratch.architecture import GPTConfig, GPTModel  # 01, sections 4.5 and 5: the model
-from gpt2_from_scratch.architecture import count_parameters  # 01, section 5.1
 from gpt2_from_scratch.architecture import generate_greedy  # 01, section 5.3: greedy decoding
-from gpt2_from_scratch.architecture import milliseconds_per_call  # 01, section 3.7: timing a module
 
 
-# 02_pretraining.ipynb: 1. Text in, text out
+# 02_pretraining.ipynb, cell 11 (section "1. Text in, text out")
 def text_to_token_ids(text, tokenizer):
     """Encode text as a (1, n_tokens) tensor of token ids."""
     return torch.tensor([tokenizer.encode(text, allowed_special={"<|endoftext|>"})])
@@ -45,7 +58,7 @@ def token_ids_to_text(token_ids, tokenizer):
     return tokenizer.decode(token_ids.flatten().tolist())
 
 
-# 02_pretraining.ipynb: 4. The loss over a batch and over a data set
+# 02_pretraining.ipynb, cell 29 (section "4. The loss over a batch and over a data set")
 def calc_loss_batch(input_batch, target_batch, model, device):
     """Mean cross-entropy of the model's next-token predictions on one batch."""
     logits = model(input_batch.to(device))
@@ -66,7 +79,7 @@ def calc_loss_loader(data_loader, model, device, num_batches=None):
     return total / num_batches
 
 
-# 02_pretraining.ipynb: Cheaper steps: lower precision and a fused optimizer
+# 02_pretraining.ipynb, cell 32 (section "Cheaper steps: lower precision and a fused optimizer")
 def pick_precision(device):
     """'bf16' where the device computes it natively, 'fp16' on older NVIDIA GPUs, else 'fp32'."""
     device = torch.device(device)
@@ -93,7 +106,7 @@ def make_optimizer(model, lr, weight_decay):
     return torch.optim.AdamW(parameters, lr=lr, weight_decay=weight_decay, fused=True if fused else None)
 
 
-# 02_pretraining.ipynb: Cheaper dropout on the CPU
+# 02_pretraining.ipynb, cell 35 (section "Cheaper dropout on the CPU")
 def fast_dropout(x, p, training=True):
     """Dropout: zero each entry with probability p, scale the others by 1/(1 - p). Cheaper on the CPU."""
     if not training or p == 0.0:
@@ -121,7 +134,7 @@ def causal_attention_with_dropout(queries, keys, values, p):
     return fast_dropout(weights, p) @ values
 
 
-# 02_pretraining.ipynb: Cheaper dropout on the CPU
+# 02_pretraining.ipynb, cell 41 (section "Cheaper dropout on the CPU")
 class FastCausalSelfAttention(CausalSelfAttention):
     """CausalSelfAttention whose attention dropout, when training on a CPU, uses fast_dropout."""
 
@@ -148,7 +161,7 @@ def with_fast_dropout(model):
     return model
 
 
-# 02_pretraining.ipynb: 5. A simple training loop
+# 02_pretraining.ipynb, cell 46 (section "5. A simple training loop")
 def evaluate_model(model, train_loader, val_loader, device, eval_iter, precision="fp32"):
     """Train and validation loss on the first `eval_iter` batches, in evaluation mode."""
     model.eval()
@@ -183,7 +196,7 @@ def record(history, **values):
         history[key].append(value)
 
 
-# 02_pretraining.ipynb: 5. A simple training loop
+# 02_pretraining.ipynb, cell 47 (section "5. A simple training loop")
 def train_model_simple(model, train_loader, val_loader, optimizer, device, num_epochs,
                        eval_freq, eval_iter, start_context, tokenizer, precision="fp32"):
     """Train with a constant learning rate; evaluate every `eval_freq` steps; print a sample of each epoch."""
@@ -215,7 +228,7 @@ def train_model_simple(model, train_loader, val_loader, optimizer, device, num_e
     return history
 
 
-# 02_pretraining.ipynb: Plotting the losses
+# 02_pretraining.ipynb, cell 52 (section "Plotting the losses")
 def plot_losses(histories, path=None):
     """Train (dashed) and validation (solid) loss of one or more runs against epochs and tokens seen."""
     figure, axis = plt.subplots(figsize=(7, 4))
@@ -236,7 +249,7 @@ def plot_losses(histories, path=None):
     plt.show()
 
 
-# 02_pretraining.ipynb: Initialisation matters on a small corpus
+# 02_pretraining.ipynb, cell 55 (section "Initialisation matters on a small corpus")
 def reinit_embeddings(model, std=1.0):
     """Re-draw the token and position embeddings from N(0, std²); std=1 is PyTorch's nn.Embedding default."""
     if model.cfg.tie_weights:
@@ -248,7 +261,7 @@ def reinit_embeddings(model, std=1.0):
     return model
 
 
-# 02_pretraining.ipynb: 6. A better loop for the same budget
+# 02_pretraining.ipynb, cell 59 (section "6. A better loop for the same budget")
 def learning_rate_at(step, total_steps, peak_lr, warmup_steps, initial_lr=1e-5, min_lr=None):
     """Linear warmup from initial_lr to peak_lr, then cosine decay to min_lr (default: 10% of the peak)."""
     min_lr = 0.1 * peak_lr if min_lr is None else min_lr
@@ -258,7 +271,7 @@ def learning_rate_at(step, total_steps, peak_lr, warmup_steps, initial_lr=1e-5, 
     return min_lr + 0.5 * (peak_lr - min_lr) * (1 + math.cos(math.pi * progress))
 
 
-# 02_pretraining.ipynb: 6. A better loop for the same budget
+# 02_pretraining.ipynb, cell 62 (section "6. A better loop for the same budget")
 def content_sha256(checkpoint):
     """The SHA-256 of what `checkpoint` holds, in order: each tensor's dtype, shape and bytes, each other
     value's type and repr, each dict's keys. Unlike the SHA-256 of a file, it can be stored in the file."""
@@ -285,7 +298,7 @@ def content_sha256(checkpoint):
     return digest.hexdigest()
 
 
-# 02_pretraining.ipynb: 6. A better loop for the same budget
+# 02_pretraining.ipynb, cell 64 (section "6. A better loop for the same budget")
 def save_checkpoint(path, model, optimizer=None, step=None, **extra):
     """Save model, optimizer, config, step and RNG state to `path`, atomically, with the SHA-256 of its
     contents inside (content_sha256, which load_checkpoint checks) and the file's SHA-256 beside it
@@ -343,7 +356,7 @@ def restore_rng_state(checkpoint):
         torch.cuda.set_rng_state_all([state.cpu() for state in checkpoint["cuda_rng_state"]])
 
 
-# 02_pretraining.ipynb: 6. A better loop for the same budget
+# 02_pretraining.ipynb, cell 66 (section "6. A better loop for the same budget")
 def is_distributed():
     """True in a process started by torchrun that has joined its process group (section 10)."""
     return dist.is_available() and dist.is_initialized()
@@ -370,10 +383,48 @@ def process_rng_states():
     return states
 
 
-# 02_pretraining.ipynb: 6. A better loop for the same budget
+# 02_pretraining.ipynb, cell 68 (section "6. A better loop for the same budget")
+from dataclasses import dataclass, field
+
+MUST_MATCH = {"resume": "must match"}  # a resumed run must repeat it: it sets the learning rates or what a step is
+MAY_CHANGE = {"resume": "may change"}  # a resumed run may set it anew
+
+
+@dataclass
+class TrainingSettings:
+    """What train_model_improved is asked to do, besides the model, data, optimizer and device it is given."""
+    num_epochs: int = field(metadata=MUST_MATCH)
+    peak_lr: float = field(metadata=MUST_MATCH)  # the learning rate at the end of the warmup
+    eval_freq: int = field(metadata=MAY_CHANGE)  # evaluate every eval_freq optimizer steps,
+    eval_iter: int = field(metadata=MAY_CHANGE)  # on eval_iter batches of each loader
+    start_context: str = field(metadata=MAY_CHANGE)  # the prompt of each epoch's sample
+    warmup_fraction: float = field(default=0.2, metadata=MUST_MATCH)  # the share of the steps spent warming up
+    accumulation_steps: int = field(default=1, metadata=MUST_MATCH)  # batches per optimizer step
+    clip_norm: float = field(default=1.0, metadata=MAY_CHANGE)  # the gradient's largest norm, after the warmup
+    precision: str = field(default="fp32", metadata=MAY_CHANGE)  # "fp32", "bf16" or "fp16" (section 4)
+    best_checkpoint_path: Path | None = field(default=None, metadata=MAY_CHANGE)  # the best evaluation's weights
+    checkpoint_path: Path | None = field(default=None, metadata=MAY_CHANGE)  # every epoch's end, for resuming
+    stop_after_epoch: int | None = field(default=None, metadata=MAY_CHANGE)  # stop after this epoch (from 0)
+
+    @classmethod
+    def must_match(cls):
+        """The names of the settings that a resumed run must repeat."""
+        return [setting.name for setting in fields(cls) if setting.metadata["resume"] == "must match"]
+
+    def schedule(self, steps_per_epoch, processes):
+        """What sets every step's learning rate, and what a step is: the settings that must match (the warmup
+        counted in steps), with the optimizer steps per epoch and the number of processes. Saved in the
+        checkpoint for resuming; check_resumable compares it."""
+        total_steps = self.num_epochs * steps_per_epoch
+        return dict(num_epochs=self.num_epochs, steps_per_epoch=steps_per_epoch,
+                    accumulation_steps=self.accumulation_steps, processes=processes, peak_lr=self.peak_lr,
+                    warmup_steps=int(self.warmup_fraction * total_steps))
+
+
+# 02_pretraining.ipynb, cell 70 (section "6. A better loop for the same budget")
 def check_resumable(checkpoint, model, optimizer, schedule):
     """Raise ValueError, naming what differs, unless train_model_improved can continue `checkpoint` with this
-    model (the GPTModel), optimizer and schedule (a dict); change nothing."""
+    model (the GPTModel), optimizer and schedule (the dict TrainingSettings.schedule gives); change nothing."""
     if checkpoint.get("optimizer") is None:
         raise ValueError("the checkpoint is a weights-only checkpoint (saved without the optimizer's state, like "
                          "best.pt): it is for using the model; resume from the checkpoint saved at the end of every "
@@ -406,22 +457,20 @@ def check_resumable(checkpoint, model, optimizer, schedule):
                          f"{own_groups}: build the optimizer as the run did (make_optimizer)")
 
 
-# 02_pretraining.ipynb: 6. A better loop for the same budget
-def train_model_improved(model, train_loader, val_loader, optimizer, device, num_epochs, eval_freq, eval_iter,
-                         start_context, tokenizer, peak_lr, warmup_fraction=0.2, clip_norm=1.0,
-                         best_checkpoint_path=None, precision="fp32", checkpoint_path=None, resume_from=None,
-                         stop_after_epoch=None, accumulation_steps=1):
-    """train_model_simple plus warmup, cosine decay, gradient clipping and a best-validation checkpoint.
+# 02_pretraining.ipynb, cell 71 (section "6. A better loop for the same budget")
+def train_model_improved(model, train_loader, val_loader, optimizer, device, settings, tokenizer, resume_from=None):
+    """train_model_simple plus warmup, cosine decay, gradient clipping and a best-validation checkpoint, as
+    `settings` (a TrainingSettings) sets them.
 
-    checkpoint_path: written at the end of every epoch with all that resuming needs (weights, optimizer,
-    step, schedule, history, random state). resume_from: such a checkpoint, as load_checkpoint returns it;
-    training continues with the next epoch, on the same schedule, and gives what an uninterrupted run would
-    have. A checkpoint of another configuration or schedule, or a weights-only one, is refused before
-    anything changes (check_resumable).
-    stop_after_epoch: stop after this epoch (counting from 0), as if interrupted; the schedule still spans
-    num_epochs.
-    accumulation_steps: batches whose gradients make one optimizer step (an effective batch that many
-    times the loader's). Steps, the schedule, clipping and eval_freq count optimizer steps; the last
+    settings.checkpoint_path: written at the end of every epoch with all that resuming needs (weights,
+    optimizer, step, schedule, history, random state). resume_from: such a checkpoint, as load_checkpoint
+    returns it; training continues with the next epoch, on the same schedule, and gives what an
+    uninterrupted run would have. A checkpoint of another configuration or schedule, or a weights-only
+    one, is refused before anything changes (check_resumable).
+    settings.stop_after_epoch: stop after this epoch (counting from 0), as if interrupted; the schedule
+    still spans settings.num_epochs.
+    settings.accumulation_steps: batches whose gradients make one optimizer step (an effective batch that
+    many times the loader's). Steps, the schedule, clipping and eval_freq count optimizer steps; the last
     len(train_loader) % accumulation_steps batches of an epoch are left out.
     In a distributed run (section 10: model wrapped in DistributedDataParallel, train_loader with a
     DistributedSampler) only the main process evaluates, prints and saves, and returns the history.
@@ -430,17 +479,18 @@ def train_model_improved(model, train_loader, val_loader, optimizer, device, num
     best_val_loss, first_epoch = float("inf"), 0
     main, plain_model = is_main_process(), unwrap_model(model)  # plain_model: the GPTModel, to evaluate and save
     processes = dist.get_world_size() if is_distributed() else 1
-    if stop_after_epoch is not None and not 0 <= stop_after_epoch < num_epochs:
-        raise ValueError(f"stop_after_epoch must be from 0 to {num_epochs - 1}, got {stop_after_epoch}")
-    steps_per_epoch = len(train_loader) // accumulation_steps
+    if settings.stop_after_epoch is not None and not 0 <= settings.stop_after_epoch < settings.num_epochs:
+        raise ValueError(f"stop_after_epoch must be from 0 to {settings.num_epochs - 1}, "
+                         f"got {settings.stop_after_epoch}")
+    steps_per_epoch = len(train_loader) // settings.accumulation_steps
     if steps_per_epoch == 0:
-        raise ValueError(f"an epoch has {len(train_loader)} batches, fewer than accumulation_steps={accumulation_steps}")
-    total_steps = num_epochs * steps_per_epoch
-    warmup_steps = int(warmup_fraction * total_steps)
+        raise ValueError(f"an epoch has {len(train_loader)} batches, fewer than "
+                         f"accumulation_steps={settings.accumulation_steps}")
+    total_steps = settings.num_epochs * steps_per_epoch
     # What sets every step's learning rate, and what a step is: saved in the checkpoint, checked on resuming.
-    schedule = dict(num_epochs=num_epochs, steps_per_epoch=steps_per_epoch, accumulation_steps=accumulation_steps,
-                    processes=processes, peak_lr=peak_lr, warmup_steps=warmup_steps)
-    scaler = torch.amp.GradScaler(torch.device(device).type, enabled=precision == "fp16")
+    schedule = settings.schedule(steps_per_epoch, processes)
+    warmup_steps = schedule["warmup_steps"]
+    scaler = torch.amp.GradScaler(torch.device(device).type, enabled=settings.precision == "fp16")
     if resume_from is not None:
         check_resumable(resume_from, plain_model, optimizer, schedule)  # before anything changes
         plain_model.load_state_dict(resume_from["model"])
@@ -450,7 +500,7 @@ def train_model_improved(model, train_loader, val_loader, optimizer, device, num
         history, tokens_seen, step = resume_from["history"], resume_from["tokens_seen"], resume_from["step"]
         best_val_loss, first_epoch = resume_from["best_val_loss"], resume_from["epoch"] + 1
         restore_rng_state(resume_from)  # the next epoch's batch order and dropout masks, as if never stopped
-    last_epoch = num_epochs - 1 if stop_after_epoch is None else stop_after_epoch
+    last_epoch = settings.num_epochs - 1 if settings.stop_after_epoch is None else settings.stop_after_epoch
     progress = tqdm(total=total_steps, initial=step + 1, desc="training", file=sys.stdout, disable=not main)
     for epoch in range(first_epoch, last_epoch + 1):
         model.train()
@@ -459,50 +509,51 @@ def train_model_improved(model, train_loader, val_loader, optimizer, device, num
         batches = iter(train_loader)
         for step_in_epoch in range(steps_per_epoch):
             step += 1
-            lr = learning_rate_at(step, total_steps, peak_lr, warmup_steps)  # 1 and 2: warmup, cosine decay
+            lr = learning_rate_at(step, total_steps, settings.peak_lr, warmup_steps)  # 1 and 2: warmup, cosine decay
             for group in optimizer.param_groups:
                 group["lr"] = lr
             optimizer.zero_grad()
-            for micro_step in range(accumulation_steps):  # gradients add up in .grad until the step
+            for micro_step in range(settings.accumulation_steps):  # gradients add up in .grad until the step
                 input_batch, target_batch = next(batches)
                 # Across processes, DistributedDataParallel averages the gradients in backward(); no_sync
                 # leaves that to the step's last batch.
-                last = micro_step == accumulation_steps - 1
+                last = micro_step == settings.accumulation_steps - 1
                 with contextlib.nullcontext() if last or model is plain_model else model.no_sync():
-                    with autocast(device, precision):
-                        loss = calc_loss_batch(input_batch, target_batch, model, device) / accumulation_steps
+                    with autocast(device, settings.precision):
+                        loss = calc_loss_batch(input_batch, target_batch, model, device) / settings.accumulation_steps
                     scaler.scale(loss).backward()
                 tokens_seen += input_batch.numel() * processes
             if step >= warmup_steps:  # 3: clip the gradient norm once the warmup is over
                 scaler.unscale_(optimizer)  # clip the true gradients, not fp16's scaled ones
-                torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=clip_norm)
+                torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=settings.clip_norm)
             scaler.step(optimizer)
             scaler.update()
             progress.update()
-            if main and step % eval_freq == 0:
-                train_loss, val_loss = evaluate_model(plain_model, train_loader, val_loader, device, eval_iter, precision)
+            if main and step % settings.eval_freq == 0:
+                train_loss, val_loss = evaluate_model(plain_model, train_loader, val_loader, device,
+                                                      settings.eval_iter, settings.precision)
                 record(history, step=step, epoch=epoch + (step_in_epoch + 1) / steps_per_epoch,
                        tokens_seen=tokens_seen, train_loss=train_loss, val_loss=val_loss, lr=lr)
                 progress.set_postfix(train=f"{train_loss:.3f}", val=f"{val_loss:.3f}")
-                if val_loss < best_val_loss and best_checkpoint_path is not None:
+                if val_loss < best_val_loss and settings.best_checkpoint_path is not None:
                     # Weights only (no optimizer state): this file is for using the model, not for resuming.
-                    save_checkpoint(best_checkpoint_path, plain_model, step=step, val_loss=val_loss)
+                    save_checkpoint(settings.best_checkpoint_path, plain_model, step=step, val_loss=val_loss)
                 best_val_loss = min(best_val_loss, val_loss)
         if main:
-            samples.append((epoch, generate_sample(plain_model, tokenizer, device, start_context)))
-        if checkpoint_path is not None:  # after the sample, so that the saved random state is the next epoch's
+            samples.append((epoch, generate_sample(plain_model, tokenizer, device, settings.start_context)))
+        if settings.checkpoint_path is not None:  # after the sample: the saved random state is the next epoch's
             rng_states = process_rng_states()  # every process takes part
             if main:
-                save_checkpoint(checkpoint_path, plain_model, optimizer, step=step, epoch=epoch, schedule=schedule,
-                                tokens_seen=tokens_seen, history=history, best_val_loss=best_val_loss,
-                                scaler=scaler.state_dict(), process_rng_states=rng_states)
+                save_checkpoint(settings.checkpoint_path, plain_model, optimizer, step=step, epoch=epoch,
+                                schedule=schedule, tokens_seen=tokens_seen, history=history,
+                                best_val_loss=best_val_loss, scaler=scaler.state_dict(), process_rng_states=rng_states)
     progress.close()
     if main:
         print_samples(samples)
     return history
 
 
-# 02_pretraining.ipynb: Top-k and top-p sampling
+# 02_pretraining.ipynb, cell 89 (section "Top-k and top-p sampling")
 def top_k_filter(logits, top_k):
     """Set all but the `top_k` largest logits (along the last axis) to -inf."""
     kth_largest = torch.topk(logits, min(top_k, logits.shape[-1]), dim=-1).values[..., -1:]
@@ -519,7 +570,7 @@ def top_p_filter(probabilities, top_p):
     return kept / kept.sum(dim=-1, keepdim=True)
 
 
-# 02_pretraining.ipynb: 8. A key/value cache for fast generation
+# 02_pretraining.ipynb, cell 92 (section "8. A key/value cache for fast generation")
 def cached_attention(attn, x, layer_cache):
     """CausalSelfAttention `attn` on new tokens x, attending also to the cached (keys, values) of earlier ones."""
     batch, n_new, emb_dim = x.shape
@@ -555,7 +606,7 @@ def forward_with_cache(model, token_ids, cache=None):
     return model.out_head(model.final_norm(x)), new_cache
 
 
-# 02_pretraining.ipynb: One `generate` for everything
+# 02_pretraining.ipynb, cell 96 (section "One `generate` for everything")
 def sample_next_token(logits, temperature=0.0, top_k=None, top_p=None, generator=None):
     """Pick the next token from (batch, vocab) logits: greedy if temperature == 0, else sample."""
     # Below the smallest normal number of the logits' dtype (1.2e-38 in float32) a temperature can round to
@@ -619,7 +670,7 @@ def generate(model, token_ids, max_new_tokens, context_length=None, temperature=
     return token_ids
 
 
-# 02_pretraining.ipynb: 9. Checkpoints: load for inference, resume training
+# 02_pretraining.ipynb, cell 107 (section "9. Checkpoints: load for inference, resume training")
 def load_checkpoint(path, device="cpu"):
     """Read a checkpoint written by save_checkpoint, safely (tensors and plain values only), and check it
     (check_checkpoint); a ValueError naming the file if it holds code, is damaged, or is no such checkpoint."""
@@ -703,7 +754,7 @@ def model_from_checkpoint(checkpoint, device="cpu"):
     return model
 
 
-# 02_pretraining.ipynb: 10. Several GPUs: distributed data parallel
+# 02_pretraining.ipynb, cell 115 (section "10. Several GPUs: distributed data parallel")
 def setup_distributed(use_cuda=None):
     """Join the process group that torchrun describes in the environment; return this process's device:
     its own GPU (NCCL), or the CPU (gloo). use_cuda: None means "where PyTorch sees a GPU". Outside

@@ -1,38 +1,43 @@
 # Generated from 03_pretrained_weights.ipynb; edit the notebook, then regenerate: python tools/export_package.py
-"""The definitions of 03_pretrained_weights.ipynb, for later notebooks, the tests and the benchmarks."""
+"""The definitions of 03_pretrained_weights.ipynb, for later notebooks, the tests and the benchmarks.
+
+Each part below is one exported cell of the notebook, headed by the cell's number (counted from 0,
+markdown cells included) and its section.
+"""
 
 
-# 03_pretrained_weights.ipynb: Setup
+__all__ = [
+    "config_from_hparams", "hparams_from_config", "checkpoint_array", "load_weights_into_gpt",
+    "gpt_for_checkpoint", "hf_tensors", "to_hugging_face", "gpt_to_openai_params", "random_gpt2_params",
+    "TENSORFLOW_MISSING_EXIT_CODE", "write_variables_with_tensorflow", "tensorflow_child_environment",
+    "run_tensorflow_writer", "params_to_variables", "write_gpt2_checkpoint", "check_read_back", "publish_folder",
+    "write_gpt2_safetensors", "write_gpt2_weights",
+]
+
+
+# 03_pretrained_weights.ipynb, cell 5 (section "Setup")
 import inspect
 import json
-import math
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from gpt_download import (FILES, checkpoint_variables, download_and_load_gpt2, load_gpt2_params_from_tf_ckpt,
-                          openai_variable_shapes, params_location, sha256_of, write_manifest, HPARAMS_KEYS,
-                          WRITER_SOURCE)
-from gpt_download import (HF_ENDPOINT, HF_FILES, HF_TO_OPENAI, HF_TOP_LEVEL, hf_file_url, hparams_from_hf_config,
-                          load_gpt2_params_from_safetensors, model_folder, safetensors_variables,
-                          weights_source)  # the Hugging Face Hub's copy of the same weights
-from gpt2_from_scratch.architecture import load_gpt2_tokenizer, create_dataloader  # 01, section 1
-from gpt2_from_scratch.architecture import MultiHeadAttention  # 01, section 3.6: attention step by step
+# The support package: what OpenAI and the Hub published, the two readers, the checkpoint's layout, the manifest
+from gpt2_support.catalogue import FILES, HF_FILES, HPARAMS_KEYS, TOKENIZER_DIR, model_folder, weights_source
+from gpt2_support.tf_checkpoint import load_gpt2_params_from_tf_ckpt
+from gpt2_support.hub import hparams_from_hf_config, load_gpt2_params_from_safetensors
+from gpt2_support.layout import openai_variable_shapes, params_location, variables_to_params
+from gpt2_support.verify import record_written_files
 from gpt2_from_scratch.architecture import GPTConfig, GPTModel  # 01, sections 4.5 and 5: the model
-from gpt2_from_scratch.architecture import count_parameters, parameter_count  # 01, section 5.1
-from gpt2_from_scratch.pretraining import text_to_token_ids, token_ids_to_text  # 02, section 1
-from gpt2_from_scratch.pretraining import calc_loss_loader  # 02, section 4: the mean loss over a data set
-from gpt2_from_scratch.pretraining import generate  # 02, section 8: decoding with a key/value cache
 
 
-# 03_pretrained_weights.ipynb: 4. A model with the checkpoint's shape
+# 03_pretrained_weights.ipynb, cell 26 (section "4. A model with the checkpoint's shape")
 def config_from_hparams(hparams, drop_rate=0.0):
     """The GPTConfig of an OpenAI checkpoint, from its hparams.json."""
     return GPTConfig(vocab_size=hparams["n_vocab"], context_length=hparams["n_ctx"], emb_dim=hparams["n_embd"],
@@ -40,12 +45,21 @@ def config_from_hparams(hparams, drop_rate=0.0):
                      qkv_bias=True, tie_weights=True)
 
 
-# 03_pretrained_weights.ipynb: 5. Copying the weights into the model
+def hparams_from_config(cfg):
+    """hparams.json for a GPTConfig (the inverse of config_from_hparams)."""
+    return {"n_vocab": cfg.vocab_size, "n_ctx": cfg.context_length, "n_embd": cfg.emb_dim,
+            "n_head": cfg.n_heads, "n_layer": cfg.n_layers}
+
+
+# 03_pretrained_weights.ipynb, cell 32 (section "5. Copying the weights into the model")
+from gpt2_support.weight_names import weight_names
+
+
 def checkpoint_array(params, name):
     """The array of checkpoint variable `name` ("model/h3/attn/c_attn/w") in nested params; a ValueError
     naming it if params lacks it."""
     try:
-        node, keys = params_location(params, name)  # gpt_download's map from names to the nesting
+        node, keys = params_location(params, name)  # the reader's map from names to the nesting
     except (KeyError, IndexError, ValueError):
         node, keys = None, [None]
     for key in keys:
@@ -66,50 +80,29 @@ def load_weights_into_gpt(model, params):
         raise ValueError("GPT-2's output head is its token embedding: build the model with tie_weights=True")
     if len(params.get("blocks", [])) != len(model.blocks):
         raise ValueError(f"the checkpoint has {len(params.get('blocks', []))} blocks, the model {len(model.blocks)}")
-    parameter_names = {id(parameter): name for name, parameter in model.named_parameters()}
-    planned = {}  # model parameter name -> (parameter, array, transpose, checkpoint name)
-
-    def assign(parameter, checkpoint_name, transpose=False):
-        array = checkpoint_array(params, f"model/{checkpoint_name}")
-        name = parameter_names[id(parameter)]
-        if tuple(array.shape[::-1] if transpose else array.shape) != tuple(parameter.shape):
+    parameters = dict(model.named_parameters())  # the tied output head is listed once, as tok_emb.weight
+    planned = {}  # model parameter name -> (array, transpose, checkpoint name)
+    for model_name, checkpoint_name, _, transpose in weight_names(len(model.blocks)):  # the one table
+        if model_name not in parameters:
+            raise ValueError(f"the model has no parameter {model_name} for {checkpoint_name}")
+        if model_name in planned:
+            raise ValueError(f"{checkpoint_name} would overwrite {planned[model_name][2]}")
+        array = checkpoint_array(params, checkpoint_name)
+        if tuple(array.shape[::-1] if transpose else array.shape) != tuple(parameters[model_name].shape):
             raise ValueError(f"{checkpoint_name}: shape {list(array.shape)}{' transposed' if transpose else ''} "
-                             f"does not fit {name} {list(parameter.shape)}")
-        if name in planned:
-            raise ValueError(f"{checkpoint_name} would overwrite {planned[name][3]}")
-        planned[name] = (parameter, array, transpose, checkpoint_name)
-
-    assign(model.tok_emb.weight, "wte")  # also out_head.weight: one shared tensor
-    assign(model.pos_emb.weight, "wpe")
-    for index, block in enumerate(model.blocks):
-        prefix = f"h{index}"
-        assign(block.norm1.weight, f"{prefix}/ln_1/g")
-        assign(block.norm1.bias, f"{prefix}/ln_1/b")
-        # c_attn's last axis is [queries | keys | values], the order in which CausalSelfAttention splits
-        # the output of qkv, so the fused matrix transfers whole. (nn.Linear stores [out, in]: transpose.)
-        assign(block.attn.qkv.weight, f"{prefix}/attn/c_attn/w", transpose=True)
-        assign(block.attn.qkv.bias, f"{prefix}/attn/c_attn/b")
-        assign(block.attn.out_proj.weight, f"{prefix}/attn/c_proj/w", transpose=True)
-        assign(block.attn.out_proj.bias, f"{prefix}/attn/c_proj/b")
-        assign(block.norm2.weight, f"{prefix}/ln_2/g")
-        assign(block.norm2.bias, f"{prefix}/ln_2/b")
-        assign(block.ff.expand.weight, f"{prefix}/mlp/c_fc/w", transpose=True)
-        assign(block.ff.expand.bias, f"{prefix}/mlp/c_fc/b")
-        assign(block.ff.project.weight, f"{prefix}/mlp/c_proj/w", transpose=True)
-        assign(block.ff.project.bias, f"{prefix}/mlp/c_proj/b")
-    assign(model.final_norm.weight, "ln_f/g")
-    assign(model.final_norm.bias, "ln_f/b")
-    missing = [name for name in parameter_names.values() if name not in planned]
+                             f"does not fit {model_name} {list(parameters[model_name].shape)}")
+        planned[model_name] = (array, transpose, checkpoint_name)
+    missing = [name for name in parameters if name not in planned]
     if missing:
         raise ValueError(f"no checkpoint tensor was assigned to {missing}")
     with torch.no_grad():  # everything is checked: now copy
-        for parameter, array, transpose, _ in planned.values():
+        for name, (array, transpose, _) in planned.items():
             tensor = torch.from_numpy(np.asarray(array))
-            parameter.copy_(tensor.T if transpose else tensor)
-    return {name: checkpoint_name for name, (_, _, _, checkpoint_name) in planned.items()}
+            parameters[name].copy_(tensor.T if transpose else tensor)
+    return {name: checkpoint_name.removeprefix("model/") for name, (_, _, checkpoint_name) in planned.items()}
 
 
-# 03_pretrained_weights.ipynb: 5. Copying the weights into the model
+# 03_pretrained_weights.ipynb, cell 34 (section "5. Copying the weights into the model")
 def gpt_for_checkpoint(hparams, device="cpu"):
     """A GPTModel shaped for an OpenAI checkpoint, with uninitialised weights: load them next."""
     with torch.device("meta"):
@@ -119,25 +112,25 @@ def gpt_for_checkpoint(hparams, device="cpu"):
     return model
 
 
-# 03_pretrained_weights.ipynb: The Hub's names
+# 03_pretrained_weights.ipynb, cell 41 (section "The Hub's names")
 def hf_tensors(params, hparams):
     """OpenAI's nested params under the Hub's names, as its model.safetensors stores them:
     {"wte.weight": [n_vocab, n_embd], "h.0.attn.c_attn.weight": [n_embd, 3 * n_embd], ...}."""
-    tensors = {hub_name: checkpoint_array(params, openai_name) for hub_name, openai_name in HF_TOP_LEVEL.items()}
-    for index in range(hparams["n_layer"]):
-        for hub_name, openai_name in HF_TO_OPENAI.items():
-            tensors[f"h.{index}.{hub_name}"] = checkpoint_array(params, f"model/h{index}/{openai_name}")
-    return tensors
+    return {hub_name: checkpoint_array(params, openai_name)
+            for _, openai_name, hub_name, _ in weight_names(hparams["n_layer"])}
 
 
-# 03_pretrained_weights.ipynb: 6. The same logits as Hugging Face's GPT-2
+# 03_pretrained_weights.ipynb, cell 45 (section "6. The same logits as Hugging Face's GPT-2")
+from gpt2_support.hub import hf_config_from_hparams  # hparams -> the Hub's config.json, in one place
+
+
 def to_hugging_face(params, hparams):
     """A transformers GPT2LMHeadModel holding OpenAI's weights (its parameters are named like the checkpoint)."""
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    config = GPT2Config(vocab_size=hparams["n_vocab"], n_positions=hparams["n_ctx"], n_embd=hparams["n_embd"],
-                        n_layer=hparams["n_layer"], n_head=hparams["n_head"], activation_function="gelu_new",
-                        resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, layer_norm_epsilon=1e-5)
+    # The Hub's config.json for these sizes (section 9 writes the same one), with dropout off for inference
+    config = GPT2Config.from_dict(hf_config_from_hparams(hparams) | {"resid_pdrop": 0.0, "embd_pdrop": 0.0,
+                                                                     "attn_pdrop": 0.0})
     state = {f"transformer.{name}": np.asarray(array) for name, array in hf_tensors(params, hparams).items()}
     hf_model = GPT2LMHeadModel(config).eval()
     missing, unexpected = hf_model.load_state_dict({k: torch.from_numpy(v) for k, v in state.items()}, strict=False)
@@ -145,30 +138,15 @@ def to_hugging_face(params, hparams):
     return hf_model
 
 
-# 03_pretrained_weights.ipynb: 9. Exporting a model in OpenAI's format, or the Hub's
+# 03_pretrained_weights.ipynb, cell 54 (section "9. Exporting a model in OpenAI's format, or the Hub's")
 def gpt_to_openai_params(model):
     """A GPTModel's weights as OpenAI's nested params (the inverse of load_weights_into_gpt)."""
-    def array(parameter, transpose=False):
-        tensor = parameter.detach().float().cpu()
-        return (tensor.T if transpose else tensor).contiguous().numpy()
-
-    def linear(layer):
-        return {"w": array(layer.weight, transpose=True), "b": array(layer.bias)}
-
-    def norm(layer):
-        return {"g": array(layer.weight), "b": array(layer.bias)}
-
-    blocks = [{"ln_1": norm(block.norm1), "attn": {"c_attn": linear(block.attn.qkv), "c_proj": linear(block.attn.out_proj)},
-               "ln_2": norm(block.norm2), "mlp": {"c_fc": linear(block.ff.expand), "c_proj": linear(block.ff.project)}}
-              for block in model.blocks]
-    return {"wte": array(model.tok_emb.weight), "wpe": array(model.pos_emb.weight), "blocks": blocks,
-            **norm(model.final_norm)}
-
-
-def hparams_from_config(cfg):
-    """hparams.json for a GPTConfig (the inverse of config_from_hparams)."""
-    return {"n_vocab": cfg.vocab_size, "n_ctx": cfg.context_length, "n_embd": cfg.emb_dim,
-            "n_head": cfg.n_heads, "n_layer": cfg.n_layers}
+    parameters = dict(model.named_parameters())
+    variables = {}
+    for model_name, checkpoint_name, _, transpose in weight_names(len(model.blocks)):  # section 5's table
+        tensor = parameters[model_name].detach().float().cpu()
+        variables[checkpoint_name] = (tensor.T if transpose else tensor).contiguous().numpy()
+    return variables_to_params(variables, {"n_layer": len(model.blocks)})  # nested as the reader nests them
 
 
 def random_gpt2_params(hparams, seed=0):
@@ -179,7 +157,7 @@ def random_gpt2_params(hparams, seed=0):
         return gpt_to_openai_params(GPTModel(config_from_hparams(hparams)))
 
 
-# 03_pretrained_weights.ipynb: 9. Exporting a model in OpenAI's format, or the Hub's
+# 03_pretrained_weights.ipynb, cell 56 (section "9. Exporting a model in OpenAI's format, or the Hub's")
 TENSORFLOW_MISSING_EXIT_CODE = 3
 
 
@@ -216,7 +194,7 @@ def write_variables_with_tensorflow(folder):
             saver.save(session, f"{folder}/model.ckpt", write_state=False)
 
 
-# 03_pretrained_weights.ipynb: 9. Exporting a model in OpenAI's format, or the Hub's
+# 03_pretrained_weights.ipynb, cell 58 (section "9. Exporting a model in OpenAI's format, or the Hub's")
 def tensorflow_child_environment():
     """The environment of a child process that runs TensorFlow: quiet, and kept off the GPU (it needs
     none here, and would otherwise claim the GPU's memory)."""
@@ -239,7 +217,7 @@ def run_tensorflow_writer(folder):
                            f"{result.returncode}); its output ends:\n{result.stdout[-3000:]}")
 
 
-# 03_pretrained_weights.ipynb: 9. Exporting a model in OpenAI's format, or the Hub's
+# 03_pretrained_weights.ipynb, cell 60 (section "9. Exporting a model in OpenAI's format, or the Hub's")
 def params_to_variables(params, hparams):
     """OpenAI's nested params -> {checkpoint variable name: float32 array} (what the reader nests)."""
     variables = {}
@@ -253,17 +231,16 @@ def params_to_variables(params, hparams):
     return variables
 
 
-# 03_pretrained_weights.ipynb: 9. Exporting a model in OpenAI's format, or the Hub's
+# 03_pretrained_weights.ipynb, cell 62 (section "9. Exporting a model in OpenAI's format, or the Hub's")
 def write_gpt2_checkpoint(params, hparams, model_dir, tokenizer_dir=None):
     """Write params in OpenAI's layout: checkpoint, hparams.json, model.ckpt.{data-00000-of-00001,index,meta},
-    encoder.json, vocab.bpe, plus gpt_download's manifest, so download_and_load_gpt2 finds the folder
+    encoder.json, vocab.bpe, plus the downloader's manifest, so download_and_load_gpt2 finds the folder
     complete and downloads nothing. Returns model_dir.
 
     tokenizer_dir: where encoder.json and vocab.bpe are; by default the repository's data/gpt2-tokenizer/.
     """
     model_dir = Path(model_dir)
-    # The repository's tokenizer files, found from gpt_download.py, which sits at the repository's top.
-    tokenizer_dir = Path(tokenizer_dir or Path(inspect.getfile(download_and_load_gpt2)).parent / "data/gpt2-tokenizer")
+    tokenizer_dir = Path(tokenizer_dir or TOKENIZER_DIR)  # the repository's data/gpt2-tokenizer/, from anywhere
     missing = [name for name in ("encoder.json", "vocab.bpe") if not (tokenizer_dir / name).is_file()]
     if missing:
         raise FileNotFoundError(f"{tokenizer_dir} lacks {', '.join(missing)}: pass tokenizer_dir=<a folder with "
@@ -297,10 +274,9 @@ def check_read_back(read_back, variables, hparams):
 
 
 def publish_folder(tmp_dir, model_dir, names):
-    """Record the written files in gpt_download's manifest (as the writer's, not downloads), then give
+    """Record the written files in the downloader's manifest (as the writer's, not downloads), then give
     tmp_dir the name model_dir; if that rename fails, an earlier folder of that name is put back."""
-    write_manifest(tmp_dir, {name: {"size": (tmp_dir / name).stat().st_size, "sha256": sha256_of(tmp_dir / name),
-                                    "source": WRITER_SOURCE} for name in names})
+    record_written_files(tmp_dir, names)
     if model_dir.exists():
         old = model_dir.with_name(tmp_dir.name + "-old")
         os.replace(model_dir, old)
@@ -314,22 +290,17 @@ def publish_folder(tmp_dir, model_dir, names):
         os.replace(tmp_dir, model_dir)
 
 
-# 03_pretrained_weights.ipynb: 9. Exporting a model in OpenAI's format, or the Hub's
-HF_CONFIG = {"architectures": ["GPT2LMHeadModel"], "model_type": "gpt2", "activation_function": "gelu_new",
-              "layer_norm_epsilon": 1e-05, "bos_token_id": 50256, "eos_token_id": 50256}  # GPT-2's, as on the Hub
-
-
+# 03_pretrained_weights.ipynb, cell 64 (section "9. Exporting a model in OpenAI's format, or the Hub's")
 def write_gpt2_safetensors(params, hparams, model_dir):
     """Write params as the Hugging Face Hub publishes GPT-2: config.json and model.safetensors (the Hub's
-    names, float32), plus gpt_download's manifest, so download_and_load_gpt2(..., source="huggingface")
+    names, float32), plus the downloader's manifest, so download_and_load_gpt2(..., source="huggingface")
     finds the folder complete. Needs no TensorFlow. Returns model_dir."""
     from safetensors.numpy import save_file
 
     model_dir = Path(model_dir)
     variables = params_to_variables(params, hparams)  # checks every shape against hparams
     tensors = {name: np.ascontiguousarray(array, dtype=np.float32) for name, array in hf_tensors(params, hparams).items()}
-    config = HF_CONFIG | {"vocab_size": hparams["n_vocab"], "n_positions": hparams["n_ctx"], "n_ctx": hparams["n_ctx"],
-                           "n_embd": hparams["n_embd"], "n_head": hparams["n_head"], "n_layer": hparams["n_layer"]}
+    config = hf_config_from_hparams(hparams)
     model_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp_dir = Path(tempfile.mkdtemp(prefix=model_dir.name + ".partial-", dir=model_dir.parent))
     try:

@@ -6,6 +6,8 @@ from collections import Counter
 import pytest
 import torch
 
+from gpt2_from_scratch.architecture import GPTConfig, GPTModel  # 01's model, which 04 builds on
+
 
 @pytest.fixture(scope="module")
 def messages(nb04, repo_root):
@@ -19,9 +21,9 @@ def tokenizer(nb01):
 
 def tiny_classifier(nb04, context_length=32, seed=0):
     torch.manual_seed(seed)
-    config = nb04.GPTConfig(vocab_size=50257, context_length=context_length, emb_dim=16, n_heads=2, n_layers=2,
-                            drop_rate=0.0)
-    return nb04.make_classifier(nb04.GPTModel(config)).eval()
+    config = GPTConfig(vocab_size=50257, context_length=context_length, emb_dim=16, n_heads=2, n_layers=2,
+                       drop_rate=0.0)
+    return nb04.make_classifier(GPTModel(config)).eval()
 
 
 def test_the_data_set_has_its_documented_counts(messages):
@@ -164,8 +166,8 @@ def test_add_lora_counts_rank_times_in_plus_out_per_wrapped_layer(nb04):
 
 def test_add_lora_can_leave_a_pretrained_head_frozen(nb04):
     torch.manual_seed(0)
-    config = nb04.GPTConfig(vocab_size=100, context_length=8, emb_dim=16, n_heads=2, n_layers=1, drop_rate=0.0)
-    model = nb04.add_lora(nb04.GPTModel(config), rank=2, alpha=2, train_head=False)
+    config = GPTConfig(vocab_size=100, context_length=8, emb_dim=16, n_heads=2, n_layers=1, drop_rate=0.0)
+    model = nb04.add_lora(GPTModel(config), rank=2, alpha=2, train_head=False)
     trainable = [name for name, p in model.named_parameters() if p.requires_grad]
     assert trainable and all(".lora." in name for name in trainable)
     assert nb04.count_trainable(model) == 2 * ((16 + 48) + (16 + 16) + (16 + 64) + (64 + 16))
