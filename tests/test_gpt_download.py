@@ -793,14 +793,21 @@ def rewrite_in_place(path, data, mtime_ns):
     os.utime(path, ns=(mtime_ns, mtime_ns))
 
 
-def test_a_file_rewritten_in_place_with_a_new_time_is_verified_again(tmp_path, served, servers, monkeypatch):
+def recorded_folder(tmp_path, servers):
+    """A folder downloaded, aged and recorded as it is on disk: (its data file, that file's on-disk record,
+    its bytes), with the servers' request logs cleared."""
     download(tmp_path, servers)
     model_dir = tmp_path / SIZE
     age(model_dir)
-    download(tmp_path, servers)  # now recorded as it is on disk
+    download(tmp_path, servers)
     data_file, recorded = model_dir / DATA, read_manifest(model_dir)[DATA]["on_disk"]
-    good = data_file.read_bytes()
     servers[0].requests.clear()
+    return data_file, recorded, data_file.read_bytes()
+
+
+def test_a_file_rewritten_in_place_with_a_new_time_is_verified_again(tmp_path, served, servers, monkeypatch):
+    data_file, recorded, good = recorded_folder(tmp_path, servers)
+    model_dir = data_file.parent
 
     rewrite_in_place(data_file, good, recorded["mtime_ns"] + 10**9)  # the same bytes, a second later
     hashed = counting_sha256(monkeypatch)
@@ -817,13 +824,7 @@ def test_a_file_rewritten_in_place_with_a_new_time_is_verified_again(tmp_path, s
 def test_a_file_changed_in_place_with_its_time_set_back_is_verified_again(tmp_path, served, servers):
     """Same size, same modification time (`touch -r`, `rsync --inplace -t`), same inode: only the
     status-change time, which no program can set back, shows the change."""
-    download(tmp_path, servers)
-    model_dir = tmp_path / SIZE
-    age(model_dir)
-    download(tmp_path, servers)
-    data_file, recorded = model_dir / DATA, read_manifest(model_dir)[DATA]["on_disk"]
-    good = data_file.read_bytes()
-    servers[0].requests.clear()
+    data_file, recorded, good = recorded_folder(tmp_path, servers)
     time.sleep(0.05)  # past the file system clock's tick, so the status-change time moves
     rewrite_in_place(data_file, flipped(good, len(good) // 2), recorded["mtime_ns"])
     info = data_file.stat()
@@ -879,13 +880,7 @@ def test_a_manifest_entry_with_unexpected_keys_is_read_like_any_other(tmp_path, 
 def test_a_file_replaced_by_one_of_the_same_size_and_time_is_verified_again(tmp_path, served, servers):
     """Only the inode tells this one apart (a copy that kept the time, say): it is hashed, found wrong,
     and fetched again."""
-    download(tmp_path, servers)
-    model_dir = tmp_path / SIZE
-    age(model_dir)
-    download(tmp_path, servers)
-    data_file, recorded = model_dir / DATA, read_manifest(model_dir)[DATA]["on_disk"]
-    good = data_file.read_bytes()
-    servers[0].requests.clear()
+    data_file, recorded, good = recorded_folder(tmp_path, servers)
     other = tmp_path / "other"
     other.write_bytes(flipped(good, len(good) // 2))
     os.utime(other, ns=(recorded["mtime_ns"], recorded["mtime_ns"]))
