@@ -25,7 +25,7 @@ def fig_05_alpaca_prompt(path):
         ("<|endoftext|>", COLORS["target"], "appended by custom_collate_fn: the model learns to stop"),
     ]
     fig, ax = canvas(29, 11.4)
-    label(ax, 0.3, 10.9, "One training example (instruction-data.json, entry 1) in the Alpaca template", ha="left",
+    label(ax, 0.3, 10.9, "One training example (instruction-data.json, entry 1) in an Alpaca-style template", ha="left",
           size=10.5)
     y = 10.3
     for index, (text, color, note) in enumerate(pieces):
