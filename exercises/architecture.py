@@ -90,6 +90,8 @@ def check_causal_attention_weights(causal_attention_weights):
          "(torch.triu(..., diagonal=1))", torch.softmax(scores.masked_fill(with_diagonal, float("-inf")), dim=-1)),
         ("the mask hides the past and shows the future: mask the entries above the diagonal, not below",
          torch.softmax(scores.masked_fill(future.T, float("-inf")), dim=-1)),
+        ("the future's scores were set to 0 before the softmax, and exp(0) = 1 still gives them weight: "
+         "set them to -inf", torch.softmax(scores.masked_fill(future, 0.0), dim=-1)),
         ("the scores are not passed through softmax", scores.masked_fill(future, float("-inf"))),
     ]
     return messages_of(compare(answer, expected, "the attention weights", mistakes))
@@ -108,7 +110,9 @@ def multi_head_reference(x, qkv, out_proj, n_heads, causal=True, split_right=Tru
         return t.reshape(batch, n_heads, n_tokens, head_dim)
 
     queries, keys, values = map(split, qkv(x).split(emb_dim, dim=-1))
-    scores = queries @ keys.transpose(-2, -1) / (head_dim ** 0.5 if scale else 1.0)
+    # scale: True divides by √head_dim, False by nothing, a number by that number (a mistake's divisor)
+    divisor = head_dim ** 0.5 if scale is True else 1.0 if scale is False else scale
+    scores = queries @ keys.transpose(-2, -1) / divisor
     if causal:
         future = torch.triu(torch.ones(n_tokens, n_tokens, dtype=torch.bool), diagonal=1)
         scores = scores.masked_fill(future, float("-inf"))
@@ -135,6 +139,8 @@ def check_multi_head_attention(multi_head_attention):
              "head_dim) before reshaping to (batch, n_tokens, emb_dim)", multi_head_reference(*args, merge_right=False)),
             ("the output projection is missing: finish with out_proj(...)", multi_head_reference(*args, project=False)),
             ("the scores are not scaled by 1/√head_dim", multi_head_reference(*args, scale=False)),
+            ("the scores are divided by √emb_dim = √12; each head's scores are divided by √head_dim = √4 = 2",
+             multi_head_reference(*args, scale=12 ** 0.5)),
         ]
     return messages_of(compare(answer, expected, "the output", mistakes))
 
@@ -207,8 +213,10 @@ def check_block_forward(block_forward):
 def check_count_gpt_parameters(count_gpt_parameters):
     from gpt2_from_scratch.architecture import GPTConfig, parameter_count  # 01, sections 4.5 and 5.1
     messages = []
+    # The small model has 3 blocks: with 2, its layer norms' parameters (4·n_layers + 2)·emb_dim and its
+    # feed-forward biases 5·emb_dim·n_layers are both 160, and one mistake would be named for the other.
     for cfg in (GPTConfig.from_preset("124M"), GPTConfig.from_preset("355M"),
-                small_config(qkv_bias=False, tie_weights=False)):
+                small_config(qkv_bias=False, tie_weights=False, n_layers=3)):
         answer, expected = run_learner(count_gpt_parameters, cfg, returns=numbers.Real), parameter_count(cfg)
         if answer == expected:
             continue
@@ -226,6 +234,9 @@ def check_count_gpt_parameters(count_gpt_parameters):
                             "and the final one")
         elif difference == -cfg.context_length * cfg.emb_dim:
             messages.append("the position embeddings are missing: context_length × emb_dim")
+        elif difference == -5 * cfg.emb_dim * cfg.n_layers:
+            messages.append("the feed-forward biases are missing: 4 × emb_dim (expand) and emb_dim (project) "
+                            "per block")
         else:
             messages.append(f"for emb_dim={cfg.emb_dim}, n_layers={cfg.n_layers}: {answer:,}, expected "
                             f"{expected:,} ({difference:+,})")

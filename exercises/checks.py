@@ -273,7 +273,12 @@ def compare(actual, expected, what, mistakes=(), atol=1e-5, rtol=1e-4):
     difference = (actual.float() - expected.float()).abs()
     index = tuple(int(i) for i in torch.unravel_index(difference.argmax(), difference.shape))
     return (f"{what} has the right shape but wrong values: at index {index} it is "
-            f"{actual[index].item():.4g}, expected {expected[index].item():.4g}")
+            f"{_number(actual[index].item())}, expected {_number(expected[index].item())}")
+
+
+def _number(value):
+    """A tensor's entry as a learner reads it: a whole number (a token id) in full, others to 4 digits."""
+    return str(value) if isinstance(value, (bool, int)) else f"{value:.4g}"
 
 
 def messages_of(*found):

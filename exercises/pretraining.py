@@ -56,6 +56,9 @@ def check_temperature_top_k(temperature_top_k):
         ("keep exactly top_k tokens: the k largest logits", torch.softmax(top_k_filter(logits / 0.7, 3), dim=-1)),
         ("keep exactly top_k tokens: the k largest logits", torch.softmax(top_k_filter(logits / 0.7, 5), dim=-1)),
         ("the top-k filter is missing", torch.softmax(logits / 0.7, dim=-1)),
+        ("the logits outside the top k were set to 0, and exp(0) = 1 still gives them probability: set them "
+         "to -inf", torch.softmax(torch.where(top_k_filter(logits / 0.7, 4) == float("-inf"), 0.0, logits / 0.7),
+                                  dim=-1)),
     ]
     expected = torch.softmax(top_k_filter(logits / 0.7, 4), dim=-1)
     return messages_of(compare(answer, expected, "the probabilities", mistakes))

@@ -445,10 +445,13 @@ WRONG_ANSWERS = [
      "the diagonal is masked too"),
     ("01.4", lambda s: torch.softmax(s.masked_fill(torch.ones(6, 6).tril(-1).bool(), float("-inf")), -1),
      "hides the past"),
+    ("01.4", lambda s: torch.softmax(s.masked_fill(torch.ones(6, 6).triu(1).bool(), 0.0), -1),
+     "set to 0 before the softmax"),
     ("01.5", mha(causal=False), "tokens see the future"),
     ("01.5", mha(merge_right=False), "merged in the wrong order"),
     ("01.5", mha(split_right=False, merge_right=False), "split in the wrong order"),
     ("01.5", mha(project=False), "the output projection is missing"),
+    ("01.5", mha(scale=12 ** 0.5), "divided by √emb_dim"),
     ("01.6", lambda x, expand, project: project(F.relu(expand(x))), "not ReLU"),
     ("01.6", lambda x, expand, project: project(F.gelu(expand(x))), "tanh approximation"),
     ("01.6", lambda x, expand, project: project(expand(x)), "activation between the two layers is missing"),
@@ -461,6 +464,7 @@ WRONG_ANSWERS = [
     ("01.8", lambda block, x: x + block.attn(block.norm1(x)), "the feed-forward half is missing"),
     ("01.9", params_counting_the_tied_head, "you counted out_head's weight"),
     ("01.9", params_without_layer_norms, "the layer norms are missing"),
+    ("01.9", lambda cfg: SOLUTIONS["01.9"](cfg) - 5 * cfg.emb_dim * cfg.n_layers, "the feed-forward biases are missing"),
     ("01.10", gpt_forward_without_positions, "the position embeddings are missing"),
     ("01.10", gpt_forward_without_final_norm, "the final layer norm is missing"),
     ("01.11", init_without_residual_scaling, "the residual projections are scaled down"),
@@ -472,6 +476,8 @@ WRONG_ANSWERS = [
     ("02.3", lambda logits, t, k: SOLUTIONS["02.3"](logits, 1.0, k) / t, "divide the logits by the temperature"),
     ("02.3", lambda logits, t, k: SOLUTIONS["02.3"](logits * t * t, t, k), "multiplied by the temperature"),
     ("02.3", lambda logits, t, k: SOLUTIONS["02.3"](logits, t, k - 1), "keep exactly top_k tokens"),
+    ("02.3", lambda logits, t, k: torch.softmax(torch.where(
+        logits / t < (logits / t).topk(k).values[..., -1:], 0.0, logits / t), -1), "were set to 0"),
     ("03.1", load_block_untransposed, "attn.out_proj.weight holds its transpose"),
     ("03.1", load_block_swapping_gain_and_bias, "norm2.weight holds norm2.bias's values"),
     ("03.1", load_block_never_transposing, "a shape does not fit"),
@@ -506,3 +512,9 @@ def test_a_wrong_answer_fails_with_its_message(exercise_id, wrong_answer, expect
     assert expected_message in result.messages[0], result.messages
     # Exercises checked on several cases or parameters may add a message per case.
     assert len(result.messages) == 1 or exercise_id in ("01.9", "01.11", "02.2", "03.1", "03.2"), result.messages
+
+
+def test_a_token_id_in_a_message_is_a_whole_number():
+    from exercises.checks import compare
+    message = compare(torch.tensor([[50256, 7]]), torch.tensor([[50256, 50256]]), "the targets")
+    assert message.endswith("at index (0, 1) it is 7, expected 50256"), message
