@@ -123,10 +123,12 @@ class SpamDataset(Dataset):
 NUM_CLASSES = len(LABELS)
 
 
-def make_classifier(model, num_classes=NUM_CLASSES):
-    """Replace GPT-2's output head with a num_classes head; train only the last block, final norm and head."""
-    torch.manual_seed(123)  # the new head's initial weights
-    model.out_head = nn.Linear(model.cfg.emb_dim, num_classes)
+def make_classifier(model, num_classes=NUM_CLASSES, seed=123):
+    """Replace GPT-2's output head with a num_classes head; train only the last block, final norm and head.
+    The head's initial weights come from `seed`; the global random state is left as it was."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model.out_head = nn.Linear(model.cfg.emb_dim, num_classes)
     for parameter in model.parameters():
         parameter.requires_grad = False
     for module in (model.blocks[-1], model.final_norm, model.out_head):

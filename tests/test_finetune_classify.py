@@ -179,3 +179,18 @@ def test_end_of_text_inside_a_message_is_ordinary_text(nb04, tokenizer):
     assert tokenizer.eot_token not in dataset.input_ids[0, : dataset.lengths[0]].tolist()
     label, probability = nb04.classify_text("see <|endoftext|> you", tiny_classifier(nb04), tokenizer)
     assert label in nb04.LABELS and 0.5 <= probability <= 1.0
+
+
+def test_make_classifier_draws_its_head_from_its_own_seed_and_leaves_the_global_random_state(nb04):
+    from gpt2_from_scratch.architecture import GPTConfig, GPTModel
+    config = GPTConfig(vocab_size=50, context_length=8, emb_dim=16, n_heads=2, n_layers=1)
+    torch.manual_seed(0)
+    state = torch.random.get_rng_state()
+    first = nb04.make_classifier(GPTModel(config)).out_head.weight.detach().clone()
+    torch.random.set_rng_state(state)
+    GPTModel(config)  # the same draws as above but the head's
+    expected_next = torch.rand(3)
+    torch.random.set_rng_state(state)
+    again = nb04.make_classifier(GPTModel(config)).out_head.weight
+    assert torch.equal(torch.rand(3), expected_next)  # the head's draws came from elsewhere
+    assert torch.equal(first, again) and not torch.equal(first, nb04.make_classifier(GPTModel(config), seed=1).out_head.weight)
