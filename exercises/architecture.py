@@ -8,8 +8,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from exercises.checks import (close, compare, exercise, generator, messages_of, random_like_init, run_learner,
-                              small_config)
+from exercises.checks import (close, compare, error_raised_by, exercise, generator, messages_of, random_like_init,
+                              run_learner, small_config)
 
 
 @exercise("01.1", "token and position embeddings")
@@ -62,7 +62,18 @@ def check_scaled_attention(scaled_attention):
     g = generator(5)
     queries, keys, values = (torch.randn(2, 5, 16, generator=g) for _ in range(3))
     with torch.no_grad():
-        answer = run_learner(scaled_attention, queries, keys, values)
+        try:
+            answer = run_learner(scaled_attention, queries, keys, values)
+        except RuntimeError as error:
+            # keys.T reverses all the axes of the (batch, n_tokens, d_k) keys, as permute(2, 1, 0) does (and
+            # is deprecated on more than 2 axes): (16, 5, 2), which no matrix product with the queries takes
+            keys_reversed = keys.permute(2, 1, 0)
+            if str(error) in (error_raised_by(lambda: queries @ keys_reversed),
+                              error_raised_by(lambda: torch.bmm(queries, keys_reversed))):
+                return ["keys.T reverses all three axes of the (batch, n_tokens, d_k) keys, to (d_k, n_tokens, "
+                        "batch) (and .T on more than two axes is deprecated), so the product with the queries "
+                        "fails: transpose only the last two, keys.transpose(-2, -1) (or keys.transpose(1, 2))"]
+            raise
     scores = queries @ keys.transpose(-2, -1)
     mistakes = [
         ("the scores are not scaled: divide them by √d_k = √16 before the softmax",
@@ -86,15 +97,29 @@ def check_causal_attention_weights(causal_attention_weights):
     mistakes = [
         ("the future was zeroed after the softmax, so the rows no longer sum to 1: set the future's scores "
          "to -inf before the softmax", torch.softmax(scores, dim=-1).masked_fill(future, 0.0)),
+        ("row 0 of the attention weights is NaN: the diagonal is masked too, so all of the first token's "
+         "scores are -inf and the softmax divides 0 by 0; a token may attend to itself, so mask only the "
+         "future, above the diagonal (torch.triu(..., diagonal=1))",
+         torch.softmax(scores.masked_fill(with_diagonal, float("-inf")), dim=-1)),
         ("the diagonal is masked too: a token may attend to itself, so mask only above the diagonal "
-         "(torch.triu(..., diagonal=1))", torch.softmax(scores.masked_fill(with_diagonal, float("-inf")), dim=-1)),
+         "(torch.triu(..., diagonal=1))", torch.softmax(scores.masked_fill(with_diagonal, -1e9), dim=-1)),
         ("the mask hides the past and shows the future: mask the entries above the diagonal, not below",
          torch.softmax(scores.masked_fill(future.T, float("-inf")), dim=-1)),
         ("the future's scores were set to 0 before the softmax, and exp(0) = 1 still gives them weight: "
          "set them to -inf", torch.softmax(scores.masked_fill(future, 0.0), dim=-1)),
         ("the scores are not passed through softmax", scores.masked_fill(future, float("-inf"))),
     ]
-    return messages_of(compare(answer, expected, "the attention weights", mistakes))
+    message = compare(answer, expected, "the attention weights", mistakes)
+    if message not in dict(mistakes) and isinstance(answer, torch.Tensor) and answer.shape == expected.shape:
+        masked_rows = sorted({int(row) for row in torch.isnan(answer).all(dim=-1).nonzero()[:, -1]})
+        if masked_rows:  # every score of a row set to -inf: its softmax is 0/0
+            rows = (f"row {masked_rows[0]} of the attention weights is" if len(masked_rows) == 1 else
+                    f"rows {', '.join(map(str, masked_rows[:-1]))} and {masked_rows[-1]} of the attention "
+                    "weights are")
+            message = (f"{rows} NaN: a row whose scores are all masked (-inf) has a softmax of 0 / 0; a token "
+                       "always sees itself and the tokens before it, so mask only the future, above the diagonal "
+                       "(torch.triu(..., diagonal=1))")
+    return messages_of(message)
 
 
 def multi_head_reference(x, qkv, out_proj, n_heads, causal=True, split_right=True, merge_right=True,
@@ -197,6 +222,9 @@ def check_block_forward(block_forward):
         post_ln = norm1(x + attn(x))
         post_ln = norm2(post_ln + ff(post_ln))
         after_attention = x + attended
+        feed_forward_first, feed_forward_first_norm1 = x + ff(norm2(x)), x + ff(norm1(x))  # halves swapped
+        swapped = ("the feed-forward half comes first; GPT-2's block attends first: x = x + attn(norm1(x)), then "
+                   "x = x + ff(norm2(x))")
         normalised_shortcut = norm1(x) + attended
         mistakes = [
             ("the shortcuts are missing: add each sub-layer's output to its input, x = x + attn(norm1(x))",
@@ -205,6 +233,11 @@ def check_block_forward(block_forward):
             ("the shortcut adds the normalised x; it must add the un-normalised x: x + attn(norm1(x))",
              normalised_shortcut + ff(norm2(normalised_shortcut))),
             ("the feed-forward half is missing: then x = x + ff(norm2(x))", after_attention),
+            ("the two halves run in parallel on the same x (as in GPT-J); in GPT-2 the feed-forward half "
+             "takes the attention half's output: x = x + attn(norm1(x)), then x = x + ff(norm2(x))",
+             x + attended + ff(norm2(x))),
+            (swapped, feed_forward_first + attn(norm1(feed_forward_first))),
+            (swapped, feed_forward_first_norm1 + attn(norm2(feed_forward_first_norm1))),
         ]
         return messages_of(compare(answer, block(x), "the output", mistakes))
 
@@ -299,6 +332,4 @@ def check_init_gpt_weights(init_gpt_weights):
                        if expected == residual_std else "")
                 messages.append(f"{name} has mean {mean:.4f} and std {std:.4f}; expected mean 0 and std "
                                 f"{expected:.4f}{why}")
-    if len(messages) > 6:
-        messages = messages[:6] + [f"... and {len(messages) - 6} more"]
-    return messages
+    return messages  # run_check says many alike ones (a block's parameter, then the next's) in a few lines

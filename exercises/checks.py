@@ -12,7 +12,8 @@ and never raises, so a notebook with unsolved exercises still runs to the end.
 How a message is chosen: a checker computes the expected result and, for the mistakes learners
 typically make, the result that mistake gives. An answer that matches a mistake's result gets that
 mistake's message; any other wrong answer gets its shape or its largest difference. `run_check` returns
-the Result instead of printing it (the tests use it).
+the Result instead of printing it (the tests use it), each message once and, of many alike but for their
+numbers (one per block of a model), the first few and how many more (collapse_alike).
 
 A checker calls the learner's function only through `run_learner`, which runs it on deep copies of the
 inputs (so that code changing its arguments in place cannot change what it is compared with), within a
@@ -100,7 +101,8 @@ def run_check(exercise_id, *candidates, time_limit_s=None):
         return Result(exercise_id, title, "failed", [f"your code raised {type(error).__name__}: {error}"])
     finally:
         _time_limit_s.reset(limit_set)
-    messages = list(dict.fromkeys(messages))  # the same message from several cases is said once
+    messages = list(dict.fromkeys(messages))  # the same message from several cases is said once,
+    messages = collapse_alike(messages)       # and many alike ones (one per block, ...) in a few lines
     return Result(exercise_id, title, "failed" if messages else "passed", messages)
 
 
@@ -113,6 +115,31 @@ def check_exercise(exercise_id, *candidates, time_limit_s=None):
     if result.status == "failed":
         for message in result.messages:
             print(f"  - {message}")
+
+
+# Of the messages alike but for their numbers (one per block of a model, ...), the ones shown; the rest are
+# counted in one line.
+ALIKE_SHOWN = 3
+
+
+def collapse_alike(messages, shown=ALIKE_SHOWN):
+    """The messages with those alike said together, where the first of them stands, and of more than
+    shown + 1 alike ones the first `shown` and "… and N more like these".
+
+    Alike: the same once every word holding a digit is set aside (a parameter's name with its block's
+    index, a measured value), as "blocks.0.attn.out_proj.weight has std 0.0202; ..." and
+    "blocks.1.ff.project.weight has std 0.0199; ..." are.
+    """
+    alike = {}
+    for message in messages:
+        alike.setdefault(" ".join("#" if any(c.isdigit() for c in word) else word for word in message.split()),
+                         []).append(message)
+    collapsed = []
+    for group in alike.values():
+        if len(group) > shown + 1:  # hiding a single one would take the line it takes to show it
+            group = group[:shown] + [f"… and {len(group) - shown} more like these"]
+        collapsed += group
+    return collapsed
 
 
 # --------------------------------------------------------------------------- running the learner's code
@@ -279,6 +306,16 @@ def compare(actual, expected, what, mistakes=(), atol=1e-5, rtol=1e-4):
 def _number(value):
     """A tensor's entry as a learner reads it: a whole number (a token id) in full, others to 4 digits."""
     return str(value) if isinstance(value, (bool, int)) else f"{value:.4g}"
+
+
+def error_raised_by(compute):
+    """The message of the error compute() raises, None if it raises none: what a mistake that fails gives
+    (01.3's keys.T), to compare with the error the learner's code raised."""
+    try:
+        compute()
+    except Exception as error:
+        return str(error)
+    return None
 
 
 def messages_of(*found):

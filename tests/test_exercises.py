@@ -8,6 +8,7 @@ import math
 import signal
 import threading
 import time
+import warnings
 
 import numpy as np
 import pytest
@@ -319,6 +320,21 @@ def mha(**switch):
     return lambda x, qkv, out_proj, n_heads: multi_head_reference(x, qkv, out_proj, n_heads, **switch)
 
 
+def scaled_attention_with_keys_T(matmul):
+    """01.3 with keys.T, which on (batch, n_tokens, d_k) keys reverses all three axes."""
+    def answer(queries, keys, values):
+        with warnings.catch_warnings():  # .T on a 3-D tensor is deprecated: torch says so, once
+            warnings.simplefilter("ignore", UserWarning)
+            keys_transposed = keys.T
+        return torch.softmax(matmul(queries, keys_transposed) / 4, dim=-1) @ values
+    return answer
+
+
+def causal_weights_masking(mask, fill=float("-inf")):
+    """01.4 with the (6, 6) boolean `mask`'s entries set to `fill` before the softmax."""
+    return lambda scores: torch.softmax(scores.masked_fill(mask, fill), dim=-1)
+
+
 def layer_norm_with(variance_unbiased=False, eps_outside=False, affine=True, dim=-1):
     def answer(x, weight, bias, eps=1e-5):
         mean = x.mean(dim=dim, keepdim=True)
@@ -335,6 +351,20 @@ def block_post_ln(block, x):
 
 def block_without_shortcuts(block, x):
     return block.ff(block.norm2(block.attn(block.norm1(x))))
+
+
+def block_in_parallel(block, x):  # GPT-J's block: both halves read the same x
+    return x + block.attn(block.norm1(x)) + block.ff(block.norm2(x))
+
+
+def block_feed_forward_first(block, x):
+    x = x + block.ff(block.norm2(x))
+    return x + block.attn(block.norm1(x))
+
+
+def block_feed_forward_first_with_norm1(block, x):  # the halves swapped, the norms left in their order
+    x = x + block.ff(block.norm1(x))
+    return x + block.attn(block.norm2(x))
 
 
 def params_counting_the_tied_head(cfg):
@@ -439,6 +469,8 @@ WRONG_ANSWERS = [
     ("01.3", lambda q, k, v: torch.softmax(q @ k.transpose(-2, -1), -1) @ v, "the scores are not scaled"),
     ("01.3", lambda q, k, v: torch.softmax(q @ k.transpose(-2, -1) / k.shape[-1], -1) @ v, "divided by d_k = 16"),
     ("01.3", lambda q, k, v: torch.softmax(q @ k.transpose(-2, -1) / 4, -2) @ v, "the queries' axis"),
+    ("01.3", scaled_attention_with_keys_T(torch.matmul), "keys.T reverses all three axes"),
+    ("01.3", scaled_attention_with_keys_T(torch.bmm), "keys.T reverses all three axes"),
     ("01.4", lambda s: torch.softmax(s, -1).masked_fill(torch.ones(6, 6).triu(1).bool(), 0.0),
      "the future was zeroed after the softmax"),
     ("01.4", lambda s: torch.softmax(s.masked_fill(torch.ones(6, 6).triu(0).bool(), float("-inf")), -1),
@@ -447,6 +479,9 @@ WRONG_ANSWERS = [
      "hides the past"),
     ("01.4", lambda s: torch.softmax(s.masked_fill(torch.ones(6, 6).triu(1).bool(), 0.0), -1),
      "set to 0 before the softmax"),
+    ("01.4", causal_weights_masking(torch.ones(6, 6).triu(0).bool()), "row 0 of the attention weights is NaN"),
+    ("01.4", causal_weights_masking(torch.ones(6, 6).triu(0).bool(), -1e9), "the diagonal is masked too"),
+    ("01.4", causal_weights_masking(torch.ones(6, 6).tril(0).bool()), "row 5 of the attention weights is NaN"),
     ("01.5", mha(causal=False), "tokens see the future"),
     ("01.5", mha(merge_right=False), "merged in the wrong order"),
     ("01.5", mha(split_right=False, merge_right=False), "split in the wrong order"),
@@ -462,6 +497,9 @@ WRONG_ANSWERS = [
     ("01.8", block_post_ln, "post-LN"),
     ("01.8", block_without_shortcuts, "the shortcuts are missing"),
     ("01.8", lambda block, x: x + block.attn(block.norm1(x)), "the feed-forward half is missing"),
+    ("01.8", block_in_parallel, "the two halves run in parallel"),
+    ("01.8", block_feed_forward_first, "the feed-forward half comes first"),
+    ("01.8", block_feed_forward_first_with_norm1, "the feed-forward half comes first"),
     ("01.9", params_counting_the_tied_head, "you counted out_head's weight"),
     ("01.9", params_without_layer_norms, "the layer norms are missing"),
     ("01.9", lambda cfg: SOLUTIONS["01.9"](cfg) - 5 * cfg.emb_dim * cfg.n_layers, "the feed-forward biases are missing"),
@@ -518,3 +556,50 @@ def test_a_token_id_in_a_message_is_a_whole_number():
     from exercises.checks import compare
     message = compare(torch.tensor([[50256, 7]]), torch.tensor([[50256, 50256]]), "the targets")
     assert message.endswith("at index (0, 1) it is 7, expected 50256"), message
+
+
+def test_many_messages_alike_but_for_their_numbers_are_collapsed():
+    # init_without_residual_scaling leaves all 16 residual projections (2 in each of 8 blocks) 4 times too wide
+    result = run_check("01.11", init_without_residual_scaling)
+    assert result.messages[0].startswith("blocks.0.attn.out_proj.weight has mean"), result.messages
+    assert [message.split(" has ")[0] for message in result.messages[:3]] == [
+        "blocks.0.attn.out_proj.weight", "blocks.0.ff.project.weight", "blocks.1.attn.out_proj.weight"]
+    assert result.messages[3:] == ["… and 13 more like these"], result.messages
+
+
+def test_collapsing_keeps_different_messages_and_their_order():
+    from exercises.checks import collapse_alike
+    alike = [f"block {i} has std 0.0{i}" for i in range(5)]
+    assert collapse_alike(["first", *alike, "last"]) == ["first", *alike[:3], "… and 2 more like these", "last"]
+    assert collapse_alike(alike[:4]) == alike[:4]  # one line hidden would take a line to say so: shown
+    assert collapse_alike(["a 1", "b", "a 2"]) == ["a 1", "a 2", "b"]  # alike ones are said together
+
+
+def init_as_gpt_model_does(model):
+    """01.11 as 01's GPTModel initialises itself: module by module, then the residual projections."""
+    model.apply(model._init_weights)
+    for name, parameter in model.named_parameters():
+        if name.endswith(("attn.out_proj.weight", "ff.project.weight")):
+            torch.nn.init.normal_(parameter, std=0.02 / math.sqrt(2 * len(model.blocks)))
+
+
+RIGHT_ANSWERS_IN_OTHER_WORDS = [
+    ("01.3", lambda q, k, v: torch.softmax(q @ k.transpose(1, 2) / 4, dim=-1) @ v),
+    ("01.3", lambda q, k, v: torch.softmax(q @ k.mT / math.sqrt(k.shape[-1]), dim=-1) @ v),
+    ("01.3", lambda q, k, v: torch.softmax(torch.einsum("bqd,bkd->bqk", q, k) / 4, dim=-1) @ v),
+    ("01.3", lambda q, k, v: F.scaled_dot_product_attention(q, k, v)),
+    ("01.4", causal_weights_masking(torch.ones(6, 6).triu(1).bool(), -1e9)),
+    ("01.4", causal_weights_masking(torch.ones(6, 6).triu(1).bool(), torch.finfo(torch.float32).min)),
+    ("01.4", causal_weights_masking(torch.ones(6, 6).tril() == 0)),
+    ("01.4", lambda s: torch.softmax(s + torch.full((6, 6), float("-inf")).triu(1), dim=-1)),
+    ("01.4", lambda s: torch.softmax(torch.where(torch.ones(6, 6).tril().bool(), s, -torch.inf), dim=-1)),
+    ("01.8", lambda block, x: block(x)),
+    ("01.11", init_as_gpt_model_does),
+]
+
+
+@pytest.mark.parametrize("exercise_id, answer", RIGHT_ANSWERS_IN_OTHER_WORDS,
+                         ids=[f"{exercise_id}-{i}" for i, (exercise_id, _) in enumerate(RIGHT_ANSWERS_IN_OTHER_WORDS)])
+def test_a_right_answer_in_other_words_passes(exercise_id, answer):
+    result = run_check(exercise_id, answer)
+    assert result.passed, result.messages
