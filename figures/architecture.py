@@ -133,8 +133,8 @@ def fig_01_causal_mask(path):
     words, scores = section_3_2_scores()
     causal_mask = torch.triu(torch.ones(6, 6, dtype=torch.bool), diagonal=1)
     masked_weights = torch.softmax(scores.masked_fill(causal_mask, float("-inf")), dim=-1)
-    fig, ax = canvas(26, 10.2)
-    top = 8.4
+    fig, ax = canvas(26, 10.9)
+    top = 9.1
     grid(ax, 2.6, top, values=scores, color="white", row_labels=words, col_labels=words,
          title="scores = queries @ keys.T / √2")
     arrow(ax, (9.0, top - 3), (10.4, top - 3), text="masked_fill\n(causal_mask,\n−∞)", text_offset=(0, 1.2))
@@ -143,6 +143,9 @@ def fig_01_causal_mask(path):
     arrow(ax, (17.2, top - 3), (18.6, top - 3), text="softmax\nalong\neach row", text_offset=(0, 1.2))
     grid(ax, 19.0, top, values=masked_weights, cmap="viridis", masked=causal_mask.numpy(), mask_text="0",
          col_labels=words, title="masked_weights: zero on the future,\neach row still sums to 1")
+    ax.add_patch(Rectangle((0.3, 1.05), 0.6, 0.5, facecolor=COLORS["masked"], edgecolor="white", lw=1.0))
+    label(ax, 1.1, 1.3, "masked: the future of each row's token, −∞ before the softmax and exactly 0 after it "
+          "(grey, apart from the colour scale of the weights)", ha="left", size=9)
     label(ax, 0.3, 0.55, "Row i (the query) may attend only to columns 0..i (the keys up to itself). "
           "Numbers of section 3.2's SelfAttention(d_in=3, d_out=2), masked as in 3.3.", ha="left", size=9.5)
     save(fig, path)
@@ -191,10 +194,12 @@ def fig_01_heads(path):
         if text:
             label(ax, x + w + 0.2, y + h / 2, text, size=8.5, ha="left")
 
-    def stack(x, y, colors):  # one (n_tokens x 64) matrix per head, four of the twelve drawn
-        for h in range(4):
-            ax.add_patch(Rectangle((x + h * 0.35, y + h * 0.35), 2.0, 1.8, facecolor=colors[h],
+    def stack(x, y, colors, w=1.6, h=1.4, step=0.12):  # one (n_tokens x 64) matrix per head, all twelve
+        for head in range(n_heads):  # head 0 at the back, head 11 in front
+            ax.add_patch(Rectangle((x + head * step, y + head * step), w, h, facecolor=colors[head],
                                    edgecolor=COLORS["edge"], lw=0.8))
+        front = (n_heads - 1) * step
+        label(ax, x + front + w / 2, y + front + h / 2, f"{n_heads} heads", size=8)
 
     label(ax, 0.3, 13.0, "CausalSelfAttention(emb_dim=768, n_heads=12): head_dim = 768 / 12 = 64, for a batch of "
           "sequences of n_tokens tokens", ha="left", size=10)
@@ -211,11 +216,11 @@ def fig_01_heads(path):
     label(ax, 1.9, 3.0, "(batch, n_tokens, 12, 64):\n12 rows of 64 per token", size=8.5)
     arrow(ax, (3.6, 5.4), (6.4, 5.4), text=".transpose(1, 2)", text_offset=(0, 0.35))
     stack(6.8, 4.2, head_colors)
-    label(ax, 8.3, 3.0, "(batch, 12, n_tokens, 64):\nan n_tokens × 64 matrix per head", size=8.5)
-    arrow(ax, (10.6, 5.4), (13.6, 5.4), text="scaled_dot_product_attention\n(is_causal=True),\n"
+    label(ax, 8.26, 3.0, "(batch, 12, n_tokens, 64):\nan n_tokens × 64 matrix per head", size=8.5)
+    arrow(ax, (10.3, 5.4), (13.8, 5.4), text="scaled_dot_product_attention\n(is_causal=True),\n"
           "each head on its own", text_offset=(0, 1.0))
-    stack(14.0, 4.2, [COLORS["value"]] * 4)
-    label(ax, 15.5, 3.0, "context:\n(batch, 12, n_tokens, 64)", size=8.5)
+    stack(14.3, 4.2, [COLORS["value"]] * n_heads)
+    label(ax, 15.76, 3.0, "context:\n(batch, 12, n_tokens, 64)", size=8.5)
     arrow(ax, (17.9, 5.4), (19.6, 5.4), text=".transpose(1, 2)\n.reshape(batch,\nn_tokens, 768)",
           text_offset=(0, 1.0))
     vector(19.8, 5.1, 6.6, [COLORS["value"]] * 12)

@@ -533,15 +533,24 @@ def attention_weights(attn, x):
 
 
 def plot_attention_heads(weights, tokens, title, columns=4):
-    """One heatmap per head: row = the token attending, column = the token attended to."""
-    n_heads = weights.shape[0]
+    """One heatmap per head: row = the token attending, column = the token attended to. The entries the
+    causal mask hides (above the diagonal) are drawn hatched grey, apart from the weights' colour scale, so
+    that they do not look like weights near 0."""
+    n_heads, n_tokens = weights.shape[0], weights.shape[-1]
     rows = math.ceil(n_heads / columns)
+    future = torch.ones(n_tokens, n_tokens, dtype=torch.bool).triu(1)
+    # A NaN entry takes the colour map's "bad" colour, transparent here: the axes' hatched grey shows through.
+    colormap = plt.get_cmap("viridis").with_extremes(bad=(0, 0, 0, 0))
     figure, axes = plt.subplots(rows, columns, figsize=(3 * columns + 1, 3 * rows), squeeze=False,
                                 layout="constrained")
     for axis in axes.flat[n_heads:]:
         axis.axis("off")
     for head, axis in zip(range(n_heads), axes.flat):
-        image = axis.imshow(weights[head], cmap="viridis", vmin=0, vmax=1)
+        shown = weights[head].float().cpu().masked_fill(future, math.nan)
+        image = axis.imshow(shown, cmap=colormap, vmin=0, vmax=1)
+        axis.set_facecolor("lightgrey")
+        axis.patch.set_hatch("///")
+        axis.patch.set_edgecolor("grey")  # the hatch's colour
         axis.set_title(f"head {head}", fontsize=9)
         # Token labels and axis names on the left column (queries) and under the lowest plot of each
         # column (keys).
@@ -553,5 +562,8 @@ def plot_attention_heads(weights, tokens, title, columns=4):
         if lowest_row:
             axis.set_xlabel("key (attended to)")
     figure.colorbar(image, ax=axes, shrink=0.6, label="attention weight")
+    masked = plt.Rectangle((0, 0), 1, 1, facecolor="lightgrey", edgecolor="grey", hatch="///")
+    figure.legend([masked], ["masked: the future, which the causal mask hides (weight 0)"],
+                  loc="outside lower right")
     figure.suptitle(title)
     plt.show()
