@@ -8,9 +8,10 @@ From the repository's top folder:
 
 The diagrams are drawn with matplotlib (figures/drawing.py), from the series' own code and data wherever
 there are numbers: token ids come from `data/` through 01's `BytePairTokenizer`, attention weights from
-01's classes on 01's example vectors, the decoding panels from 02's filters, the checkpoint's names from
-the table of weight names and its shapes from `gpt2_support.layout.openai_variable_shapes`, the collated batch
-from 05's `custom_collate_fn`. Each notebook's figures are drawn in their own module: figures/architecture.py
+01's classes on 01's example vectors, the decoding panels from
+02's filters, the checkpoint's names from the table of weight names and its shapes from
+`gpt2_support.layout.openai_variable_shapes`, 04's counts from its data, splits and `make_classifier`, the
+collated batches from 05's `custom_collate_fn` and the ROUGE-L table from its `longest_common_subsequence`. Each notebook's figures are drawn in their own module: figures/architecture.py
 (01), pretraining.py (02), weights.py (03), classify.py (04), instruct.py (05).
 
 Each PNG records the digest of what it shows (figures/drawing.py, `save`); tests/test_figures.py redraws
@@ -41,10 +42,22 @@ FIGURES = {
     "02_training_loop": pretraining.fig_02_training_loop,
     "02_decoding": pretraining.fig_02_decoding,
     "02_kv_cache": pretraining.fig_02_kv_cache,
+    "03_openai_files": weights.fig_03_openai_files,
+    "03_loading_flow": weights.fig_03_loading_flow,
+    "03_safetensors_layout": weights.fig_03_safetensors_layout,
+    "03_weight_tying": weights.fig_03_weight_tying,
     "03_checkpoint_mapping": weights.fig_03_checkpoint_mapping,
+    "04_data_pipeline": classify.fig_04_data_pipeline,
+    "04_padded_batch": classify.fig_04_padded_batch,
     "04_classification_head": classify.fig_04_classification_head,
+    "04_trainable_parameters": classify.fig_04_trainable_parameters,
+    "04_confusion_metrics": classify.fig_04_confusion_metrics,
+    "04_lora_update": classify.fig_04_lora_update,
     "05_alpaca_prompt": instruct.fig_05_alpaca_prompt,
     "05_collate_batch": instruct.fig_05_collate_batch,
+    "05_prompt_mask": instruct.fig_05_prompt_mask,
+    "05_rouge_lcs": instruct.fig_05_rouge_lcs,
+    "05_evaluation": instruct.fig_05_evaluation,
 }
 
 

@@ -119,7 +119,7 @@ class SpamDataset(Dataset):
         return self.input_ids[index], self.labels[index], self.lengths[index]
 
 
-# 04_finetune_classify.ipynb, cell 30 (section "3. The model: pretrained GPT-2 with a two-class head")
+# 04_finetune_classify.ipynb, cell 31 (section "3. The model: pretrained GPT-2 with a two-class head")
 NUM_CLASSES = len(LABELS)
 
 
@@ -141,14 +141,14 @@ def count_trainable(model):
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
-# 04_finetune_classify.ipynb, cell 35 (section "4. Which position to classify from")
+# 04_finetune_classify.ipynb, cell 36 (section "4. Which position to classify from")
 def last_token_logits(model, input_ids, lengths):
     """The class scores at each row's last real token: (batch, num_classes)."""
     logits = model(input_ids)  # (batch, n_tokens, num_classes)
     return logits[torch.arange(input_ids.shape[0], device=input_ids.device), lengths - 1]
 
 
-# 04_finetune_classify.ipynb, cell 38 (section "5. Loss and accuracy")
+# 04_finetune_classify.ipynb, cell 40 (section "5. Loss and accuracy")
 def calc_loss_batch_cls(input_batch, label_batch, length_batch, model, device):
     logits = last_token_logits(model, input_batch.to(device), length_batch.to(device))
     return F.cross_entropy(logits, label_batch.to(device))
@@ -183,7 +183,7 @@ def calc_accuracy_loader(data_loader, model, device, num_batches=None):
     return (predictions == labels).float().mean().item()
 
 
-# 04_finetune_classify.ipynb, cell 42 (section "6. Fine-tuning")
+# 04_finetune_classify.ipynb, cell 45 (section "6. Fine-tuning")
 def train_classifier(model, train_loader, val_loader, optimizer, device, num_epochs, eval_freq, eval_iter):
     """Fine-tune; return the history of losses (every eval_freq steps) and accuracies (every epoch)."""
     history = {"examples_seen": [], "train_loss": [], "val_loss": [], "train_accuracy": [], "val_accuracy": []}
@@ -219,7 +219,7 @@ def train_classifier(model, train_loader, val_loader, optimizer, device, num_epo
     return history
 
 
-# 04_finetune_classify.ipynb, cell 47 (section "6. Fine-tuning")
+# 04_finetune_classify.ipynb, cell 52 (section "6. Fine-tuning")
 def plot_classifier_history(history, path=None):
     figure, (loss_axis, accuracy_axis) = plt.subplots(1, 2, figsize=(10, 3.5))
     # Training dashed, validation solid, as in every loss plot of the series (02's plot_losses).
@@ -238,7 +238,7 @@ def plot_classifier_history(history, path=None):
     plt.show()
 
 
-# 04_finetune_classify.ipynb, cell 54 (section "7. How good is it?")
+# 04_finetune_classify.ipynb, cell 62 (section "7. How good is it?")
 def classification_metrics(predictions, labels, positive=1):
     """Confusion matrix (rows: true class, columns: predicted) and precision, recall, F1 for `positive`."""
     confusion = torch.zeros(NUM_CLASSES, NUM_CLASSES, dtype=torch.long)
@@ -267,7 +267,7 @@ def plot_confusion(confusion, path=None):
     plt.show()
 
 
-# 04_finetune_classify.ipynb, cell 57 (section "8. Classifying new text")
+# 04_finetune_classify.ipynb, cell 66 (section "8. Classifying new text")
 @torch.inference_mode()
 def classify_text(text, model, tokenizer, device="cpu", max_length=None, labels=LABELS):
     """(label, probability of that label) for one text."""
@@ -285,7 +285,7 @@ def classify_text(text, model, tokenizer, device="cpu", max_length=None, labels=
     return labels[best], probabilities[best].item()
 
 
-# 04_finetune_classify.ipynb, cell 62 (section "10. Optional: LoRA")
+# 04_finetune_classify.ipynb, cell 75 (section "10. Optional: LoRA")
 class LoRALayer(nn.Module):
     """The low-rank update x -> (alpha / rank) * x A B."""
 

@@ -108,7 +108,7 @@ def custom_collate_fn(batch, pad_token_id=50256, ignore_index=-100, allowed_max_
     return torch.stack(inputs), torch.stack(targets)
 
 
-# 05_finetune_instruct.ipynb, cell 35 (section "4. Evaluation that needs no server")
+# 05_finetune_instruct.ipynb, cell 40 (section "4. Evaluation that needs no server")
 def rouge_l_words(text):
     """Lower-cased words and numbers, the units ROUGE-L compares."""
     return re.findall(r"\w+", text.lower())
@@ -137,7 +137,7 @@ def rouge_l_f1(candidate, reference):
     return 2 * precision * recall / (precision + recall)
 
 
-# 05_finetune_instruct.ipynb, cell 38 (section "4. Evaluation that needs no server")
+# 05_finetune_instruct.ipynb, cell 44 (section "4. Evaluation that needs no server")
 def extract_response(generated_text, prompt):
     """The model's response: the text after the prompt, up to an end token or a new '###' section."""
     if not generated_text.startswith(prompt):
@@ -170,7 +170,7 @@ def evaluate_instruction_model(model, entries, response_loader, tokenizer, devic
     return {"response_loss": loss, "response_perplexity": math.exp(loss), "rouge_l_f1": rouge}, responses
 
 
-# 05_finetune_instruct.ipynb, cell 51 (section "6. Responses after fine-tuning")
+# 05_finetune_instruct.ipynb, cell 59 (section "6. Responses after fine-tuning")
 def write_json_atomically(value, path):
     """Write value as JSON to path, verified and atomically (atomic_write_path, from gpt2_support.files)."""
     with atomic_write_path(path) as partial_path:
@@ -179,7 +179,7 @@ def write_json_atomically(value, path):
     return Path(path)
 
 
-# 05_finetune_instruct.ipynb, cell 54 (section "7. Optional: a local LLM as judge")
+# 05_finetune_instruct.ipynb, cell 63 (section "7. Optional: a local LLM as judge")
 OLLAMA_URL = os.environ.get("OLLAMA_URL", "http://localhost:11434")
 JUDGE_MODEL = "llama3"
 

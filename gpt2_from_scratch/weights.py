@@ -37,7 +37,7 @@ from gpt2_support.verify import record_written_files
 from gpt2_from_scratch.architecture import GPTConfig, GPTModel  # 01, sections 4.5 and 5: the model
 
 
-# 03_pretrained_weights.ipynb, cell 26 (section "4. A model with the checkpoint's shape")
+# 03_pretrained_weights.ipynb, cell 27 (section "4. A model with the checkpoint's shape")
 def config_from_hparams(hparams, drop_rate=0.0):
     """The GPTConfig of an OpenAI checkpoint, from its hparams.json."""
     return GPTConfig(vocab_size=hparams["n_vocab"], context_length=hparams["n_ctx"], emb_dim=hparams["n_embd"],
@@ -51,7 +51,7 @@ def hparams_from_config(cfg):
             "n_head": cfg.n_heads, "n_layer": cfg.n_layers}
 
 
-# 03_pretrained_weights.ipynb, cell 32 (section "5. Copying the weights into the model")
+# 03_pretrained_weights.ipynb, cell 33 (section "5. Copying the weights into the model")
 from gpt2_support.weight_names import weight_names
 
 
@@ -102,7 +102,7 @@ def load_weights_into_gpt(model, params):
     return {name: checkpoint_name.removeprefix("model/") for name, (_, _, checkpoint_name) in planned.items()}
 
 
-# 03_pretrained_weights.ipynb, cell 34 (section "5. Copying the weights into the model")
+# 03_pretrained_weights.ipynb, cell 35 (section "5. Copying the weights into the model")
 def gpt_for_checkpoint(hparams, device="cpu"):
     """A GPTModel shaped for an OpenAI checkpoint, with uninitialised weights: load them next."""
     with torch.device("meta"):
@@ -112,7 +112,7 @@ def gpt_for_checkpoint(hparams, device="cpu"):
     return model
 
 
-# 03_pretrained_weights.ipynb, cell 41 (section "The Hub's names")
+# 03_pretrained_weights.ipynb, cell 42 (section "The Hub's names")
 def hf_tensors(params, hparams):
     """OpenAI's nested params under the Hub's names, as its model.safetensors stores them:
     {"wte.weight": [n_vocab, n_embd], "h.0.attn.c_attn.weight": [n_embd, 3 * n_embd], ...}."""
@@ -120,7 +120,7 @@ def hf_tensors(params, hparams):
             for _, openai_name, hub_name, _ in weight_names(hparams["n_layer"])}
 
 
-# 03_pretrained_weights.ipynb, cell 45 (section "6. The same logits as Hugging Face's GPT-2")
+# 03_pretrained_weights.ipynb, cell 47 (section "6. The same logits as Hugging Face's GPT-2")
 from gpt2_support.hub import hf_config_from_hparams  # hparams -> the Hub's config.json, in one place
 
 
@@ -138,7 +138,7 @@ def to_hugging_face(params, hparams):
     return hf_model
 
 
-# 03_pretrained_weights.ipynb, cell 54 (section "9. Exporting a model in OpenAI's format, or the Hub's")
+# 03_pretrained_weights.ipynb, cell 60 (section "9. Exporting a model in OpenAI's format, or the Hub's")
 def gpt_to_openai_params(model):
     """A GPTModel's weights as OpenAI's nested params (the inverse of load_weights_into_gpt)."""
     parameters = dict(model.named_parameters())
@@ -157,7 +157,7 @@ def random_gpt2_params(hparams, seed=0):
         return gpt_to_openai_params(GPTModel(config_from_hparams(hparams)))
 
 
-# 03_pretrained_weights.ipynb, cell 56 (section "9. Exporting a model in OpenAI's format, or the Hub's")
+# 03_pretrained_weights.ipynb, cell 62 (section "9. Exporting a model in OpenAI's format, or the Hub's")
 TENSORFLOW_MISSING_EXIT_CODE = 3
 
 
@@ -194,7 +194,7 @@ def write_variables_with_tensorflow(folder):
             saver.save(session, f"{folder}/model.ckpt", write_state=False)
 
 
-# 03_pretrained_weights.ipynb, cell 58 (section "9. Exporting a model in OpenAI's format, or the Hub's")
+# 03_pretrained_weights.ipynb, cell 64 (section "9. Exporting a model in OpenAI's format, or the Hub's")
 def tensorflow_child_environment():
     """The environment of a child process that runs TensorFlow: quiet, and kept off the GPU (it needs
     none here, and would otherwise claim the GPU's memory)."""
@@ -217,7 +217,7 @@ def run_tensorflow_writer(folder):
                            f"{result.returncode}); its output ends:\n{result.stdout[-3000:]}")
 
 
-# 03_pretrained_weights.ipynb, cell 60 (section "9. Exporting a model in OpenAI's format, or the Hub's")
+# 03_pretrained_weights.ipynb, cell 66 (section "9. Exporting a model in OpenAI's format, or the Hub's")
 def params_to_variables(params, hparams):
     """OpenAI's nested params -> {checkpoint variable name: float32 array} (what the reader nests)."""
     variables = {}
@@ -231,7 +231,7 @@ def params_to_variables(params, hparams):
     return variables
 
 
-# 03_pretrained_weights.ipynb, cell 62 (section "9. Exporting a model in OpenAI's format, or the Hub's")
+# 03_pretrained_weights.ipynb, cell 68 (section "9. Exporting a model in OpenAI's format, or the Hub's")
 def write_gpt2_checkpoint(params, hparams, model_dir, tokenizer_dir=None):
     """Write params in OpenAI's layout: checkpoint, hparams.json, model.ckpt.{data-00000-of-00001,index,meta},
     encoder.json, vocab.bpe, plus the downloader's manifest, so download_and_load_gpt2 finds the folder
@@ -290,7 +290,7 @@ def publish_folder(tmp_dir, model_dir, names):
         os.replace(tmp_dir, model_dir)
 
 
-# 03_pretrained_weights.ipynb, cell 64 (section "9. Exporting a model in OpenAI's format, or the Hub's")
+# 03_pretrained_weights.ipynb, cell 70 (section "9. Exporting a model in OpenAI's format, or the Hub's")
 def write_gpt2_safetensors(params, hparams, model_dir):
     """Write params as the Hugging Face Hub publishes GPT-2: config.json and model.safetensors (the Hub's
     names, float32), plus the downloader's manifest, so download_and_load_gpt2(..., source="huggingface")

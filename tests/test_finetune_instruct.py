@@ -193,3 +193,54 @@ def test_end_of_text_inside_user_text_is_ordinary_text(nb05, nb01):
     entry = {"instruction": "Repeat <|endoftext|> twice.", "input": "", "output": "<|endoftext|> <|endoftext|>"}
     (token_ids, prompt_length), = nb05.InstructionDataset([entry], tokenizer)
     assert tokenizer.eot_token not in token_ids  # spelled out as text, not the special token
+
+
+def notebook_code_cells(repo_root):
+    import nbformat
+    notebook = nbformat.read(repo_root / "05_finetune_instruct.ipynb", as_version=4)
+    return [cell for cell in notebook.cells if cell.cell_type == "code"]
+
+
+def names_bound_and_read(source):
+    import ast
+    tree = ast.parse(source)
+    bound = {node.id for node in ast.walk(tree) if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store)}
+    bound |= {node.name for node in ast.walk(tree) if isinstance(node, (ast.FunctionDef, ast.ClassDef))}
+    bound |= {node.arg for node in ast.walk(tree) if isinstance(node, ast.arg)}  # a function's parameters
+    bound |= {(alias.asname or alias.name).split(".")[0] for node in ast.walk(tree)
+              if isinstance(node, (ast.Import, ast.ImportFrom)) for alias in node.names}
+    read = {node.id for node in ast.walk(tree) if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load)}
+    return bound, read
+
+
+def test_the_evaluations_before_and_after_fine_tuning_use_the_same_entries(repo_root):
+    """The prose promises a fair comparison: every evaluate_instruction_model call in the notebook scores
+    evaluation_data with evaluation_loader (EVALUATION_ENTRIES of the test set, all of it by default)."""
+    sources = [cell.source for cell in notebook_code_cells(repo_root)]
+    calls = [line for source in sources for line in source.splitlines()
+             if "= evaluate_instruction_model(" in line]
+    assert len(calls) == 3, calls  # before, after, and LoRA's
+    for call in calls:
+        assert "evaluate_instruction_model(" in call and "evaluation_data, evaluation_loader" in call, call
+    knob = [source for source in sources if source.count("EVALUATION_ENTRIES = ") == 1]
+    assert len(knob) == 1 and "EVALUATION_ENTRIES = None" in knob[0]
+    assert "evaluation_data = test_data[:EVALUATION_ENTRIES]" in knob[0]
+
+
+def test_cells_run_when_outputs_are_stored_do_not_need_the_skipped_ones(repo_root):
+    """tools/store_outputs.py runs the notebook without its skip-when-storing cells: each of those is also
+    tagged openai-weights, and no cell it runs reads a name that only skipped cells define."""
+    cells = notebook_code_cells(repo_root)
+    only_skipped, defined = set(), set()
+    for index, cell in enumerate(cells):
+        tags = set(cell.metadata.get("tags", []))
+        bound, read = names_bound_and_read(cell.source)
+        if "skip-when-storing" in tags:
+            assert "openai-weights" in tags, f"code cell {index} is skipped but not tagged openai-weights"
+            only_skipped |= bound - defined
+            continue
+        missing = (read - bound) & only_skipped
+        assert not missing, f"code cell {index} reads {sorted(missing)}, which only skipped cells define"
+        defined |= bound
+        only_skipped -= bound
+    assert {"scores_before", "history", "responses_after"} <= only_skipped
