@@ -86,7 +86,7 @@ def time_training(smoke, device, repeats):
     """Tokens/s of one training step (forward, backward, AdamW) in each precision, ours and Hugging Face's."""
     batch, n_tokens, drop_rate = (2, 64, 0.1) if smoke else (2, 256, 0.1)
     torch.manual_seed(123)
-    ours = with_fast_dropout(GPTModel(our_config(smoke, drop_rate)))  # as 02 trains it
+    ours = with_fast_dropout(GPTModel(our_config(smoke, drop_rate)))  # with 02's appendix's CPU dropout, as gpt2 pretrain trains
     theirs = hugging_face_twin(ours, drop_rate).to(device)  # the twin copies our weights on the CPU
     ours.to(device)
     vocab_size = ours.cfg.vocab_size

@@ -8,7 +8,8 @@ From the repository's top folder:
 
 The diagrams are drawn with matplotlib (figures/drawing.py), from the series' own code and data wherever
 there are numbers: token ids come from `data/` through 01's `BytePairTokenizer`, attention weights from
-01's classes on 01's example vectors, the decoding panels from
+01's classes on 01's example vectors, 02's schedule from `learning_rate_at` and its loss curves from
+`recorded_runs/`, the keys of a checkpoint from a short run of `train_model_improved`, the decoding panels from
 02's filters, the checkpoint's names from the table of weight names and its shapes from
 `gpt2_support.layout.openai_variable_shapes`, 04's counts from its data, splits and `make_classifier`, the
 collated batches from 05's `custom_collate_fn` and the ROUGE-L table from its `longest_common_subsequence`. Each notebook's figures are drawn in their own module: figures/architecture.py
@@ -40,8 +41,12 @@ FIGURES = {
     "01_transformer_block": architecture.fig_01_transformer_block,
     "01_gpt_model": architecture.fig_01_gpt_model,
     "02_training_loop": pretraining.fig_02_training_loop,
+    "02_train_val_gap": pretraining.fig_02_train_val_gap,
+    "02_lr_schedule": pretraining.fig_02_lr_schedule,
+    "02_gradient_accumulation": pretraining.fig_02_gradient_accumulation,
     "02_decoding": pretraining.fig_02_decoding,
     "02_kv_cache": pretraining.fig_02_kv_cache,
+    "02_checkpoint_contents": pretraining.fig_02_checkpoint_contents,
     "03_openai_files": weights.fig_03_openai_files,
     "03_loading_flow": weights.fig_03_loading_flow,
     "03_safetensors_layout": weights.fig_03_safetensors_layout,

@@ -8,15 +8,15 @@ markdown cells included) and its section.
 
 __all__ = [
     "text_to_token_ids", "token_ids_to_text", "calc_loss_batch", "calc_loss_loader", "pick_precision",
-    "AUTOCAST_DTYPES", "autocast", "make_optimizer", "fast_dropout", "FastDropout",
-    "causal_attention_with_dropout", "FastCausalSelfAttention", "with_fast_dropout", "evaluate_model",
-    "generate_sample", "print_samples", "new_history", "record", "train_model_simple", "plot_losses",
-    "reinit_embeddings", "learning_rate_at", "content_sha256", "save_checkpoint", "checksum_path",
-    "restore_rng_state", "is_distributed", "is_main_process", "unwrap_model", "process_rng_states", "MUST_MATCH",
-    "MAY_CHANGE", "TrainingSettings", "check_resumable", "train_model_improved", "top_k_filter", "top_p_filter",
-    "cached_attention", "forward_with_cache", "sample_next_token", "generate", "load_checkpoint",
-    "check_checkpoint", "config_from_checkpoint", "model_from_checkpoint", "setup_distributed",
-    "distributed_loader",
+    "AUTOCAST_DTYPES", "autocast", "make_optimizer", "evaluate_model", "generate_sample", "print_samples",
+    "new_history", "record", "train_model_simple", "plot_losses", "reinit_embeddings", "learning_rate_at",
+    "content_sha256", "save_checkpoint", "checksum_path", "is_distributed", "is_main_process", "unwrap_model",
+    "MUST_MATCH", "MAY_CHANGE", "TrainingSettings", "accumulate_gradients", "train_model_improved",
+    "top_k_filter", "top_p_filter", "cached_attention", "forward_with_cache", "sample_next_token", "generate",
+    "load_checkpoint", "check_checkpoint", "config_from_checkpoint", "model_from_checkpoint", "check_resumable",
+    "process_rng_states", "restore_rng_state", "save_for_resuming", "resume_training", "setup_distributed",
+    "distributed_loader", "fast_dropout", "FastDropout", "causal_attention_with_dropout",
+    "FastCausalSelfAttention", "with_fast_dropout",
 ]
 
 
@@ -106,62 +106,7 @@ def make_optimizer(model, lr, weight_decay):
     return torch.optim.AdamW(parameters, lr=lr, weight_decay=weight_decay, fused=True if fused else None)
 
 
-# 02_pretraining.ipynb, cell 35 (section "Cheaper dropout on the CPU")
-def fast_dropout(x, p, training=True):
-    """Dropout: zero each entry with probability p, scale the others by 1/(1 - p). Cheaper on the CPU."""
-    if not training or p == 0.0:
-        return x
-    if x.device.type != "cpu":
-        return F.dropout(x, p, training=True)
-    # random_() fills an int16 tensor with integers drawn uniformly from 0 .. 32767.
-    keep = torch.empty(x.shape, dtype=torch.int16).random_() >= round(p * 32768)
-    return x * keep / (1.0 - p)
-
-
-class FastDropout(nn.Dropout):
-    """nn.Dropout computed by fast_dropout."""
-
-    def forward(self, x):
-        return fast_dropout(x, self.p, self.training)
-
-
-def causal_attention_with_dropout(queries, keys, values, p):
-    """scaled_dot_product_attention(..., dropout_p=p, is_causal=True), written out, with fast_dropout."""
-    n_tokens = queries.shape[-2]
-    scores = queries @ keys.transpose(-2, -1) / math.sqrt(queries.shape[-1])
-    causal_mask = torch.ones(n_tokens, n_tokens, dtype=torch.bool, device=queries.device).triu(1)
-    weights = torch.softmax(scores.masked_fill(causal_mask, float("-inf")), dim=-1)
-    return fast_dropout(weights, p) @ values
-
-
-# 02_pretraining.ipynb, cell 41 (section "Cheaper dropout on the CPU")
-class FastCausalSelfAttention(CausalSelfAttention):
-    """CausalSelfAttention whose attention dropout, when training on a CPU, uses fast_dropout."""
-
-    def forward(self, x):
-        if not (self.training and self.drop_rate > 0 and x.device.type == "cpu"):
-            return super().forward(x)  # PyTorch's own kernels: nothing to gain
-        batch, n_tokens, emb_dim = x.shape
-        queries, keys, values = map(self.split_heads, self.qkv(x).split(emb_dim, dim=-1))
-        context = causal_attention_with_dropout(queries, keys, values, self.drop_rate)
-        return self.out_proj(context.transpose(1, 2).reshape(batch, n_tokens, emb_dim))
-
-
-def with_fast_dropout(model):
-    """Switch a model's dropout to the cheaper forms, in place, and return the model.
-
-    Every nn.Dropout becomes a FastDropout and every CausalSelfAttention a FastCausalSelfAttention. The
-    fast forms only replace `forward`, so a module can change its class and keep its weights (and an
-    optimizer built before the switch still holds them).
-    """
-    fast_forms = {nn.Dropout: FastDropout, CausalSelfAttention: FastCausalSelfAttention}
-    for module in model.modules():
-        if type(module) in fast_forms:
-            module.__class__ = fast_forms[type(module)]
-    return model
-
-
-# 02_pretraining.ipynb, cell 46 (section "5. A simple training loop")
+# 02_pretraining.ipynb, cell 35 (section "5. A simple training loop")
 def evaluate_model(model, train_loader, val_loader, device, eval_iter, precision="fp32"):
     """Train and validation loss on the first `eval_iter` batches, in evaluation mode."""
     model.eval()
@@ -196,7 +141,7 @@ def record(history, **values):
         history[key].append(value)
 
 
-# 02_pretraining.ipynb, cell 47 (section "5. A simple training loop")
+# 02_pretraining.ipynb, cell 36 (section "5. A simple training loop")
 def train_model_simple(model, train_loader, val_loader, optimizer, device, num_epochs,
                        eval_freq, eval_iter, start_context, tokenizer, precision="fp32"):
     """Train with a constant learning rate; evaluate every `eval_freq` steps; print a sample of each epoch."""
@@ -228,28 +173,43 @@ def train_model_simple(model, train_loader, val_loader, optimizer, device, num_e
     return history
 
 
-# 02_pretraining.ipynb, cell 52 (section "Plotting the losses")
+# 02_pretraining.ipynb, cell 41 (section "Plotting the losses")
 def plot_losses(histories, path=None):
-    """Train (dashed) and validation (solid) loss of one or more runs against epochs and tokens seen."""
-    figure, axis = plt.subplots(figsize=(7, 4))
-    for (name, history), color in zip(histories.items(), plt.rcParams["axes.prop_cycle"].by_key()["color"]):
+    """Train (dashed) and validation (solid) loss of one or more runs against epochs and tokens seen. With
+    several runs, a second panel shows only their validation losses, on a y-range set by the second half of
+    each run, where the curves would otherwise overlap."""
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    several = len(histories) > 1
+    figure, axes = plt.subplots(1, 2 if several else 1, figsize=(12 if several else 7, 4), squeeze=False)
+    axis = axes[0][0]
+    for (name, history), color in zip(histories.items(), colors):
         axis.plot(history["epoch"], history["train_loss"], "--", color=color, label=f"{name}: train")
         axis.plot(history["epoch"], history["val_loss"], "-", color=color, label=f"{name}: validation")
     axis.set_xlabel("epoch")
     axis.set_ylabel("loss")
-    axis.legend()
+    axis.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2, fontsize="small")  # below, off the curves
     tokens_axis = axis.twiny()  # same curves, labelled in tokens seen
     reference = next(iter(histories.values()))
     tokens_axis.plot(reference["tokens_seen"], reference["train_loss"], alpha=0)
     tokens_axis.set_xlabel("tokens seen")
+    if several:
+        zoom, late_losses = axes[0][1], []
+        for (name, history), color in zip(histories.items(), colors):
+            zoom.plot(history["epoch"], history["val_loss"], "-", color=color, label=name)
+            late_losses += history["val_loss"][len(history["val_loss"]) // 2:]
+        zoom.set_ylim(min(late_losses) - 0.1, max(late_losses) + 0.1)
+        zoom.set_xlabel("epoch")
+        zoom.set_ylabel("validation loss")
+        zoom.set_title("validation loss only (y-range: each run's second half)")
+        zoom.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2, fontsize="small")
     figure.tight_layout()
     if path is not None:
         for suffix in (".png", ".pdf"):
-            figure.savefig(Path(path).with_suffix(suffix))
+            figure.savefig(Path(path).with_suffix(suffix), bbox_inches="tight")
     plt.show()
 
 
-# 02_pretraining.ipynb, cell 55 (section "Initialisation matters on a small corpus")
+# 02_pretraining.ipynb, cell 44 (section "Initialisation matters on a small corpus")
 def reinit_embeddings(model, std=1.0):
     """Re-draw the token and position embeddings from N(0, std²); std=1 is PyTorch's nn.Embedding default."""
     if model.cfg.tie_weights:
@@ -261,7 +221,7 @@ def reinit_embeddings(model, std=1.0):
     return model
 
 
-# 02_pretraining.ipynb, cell 59 (section "6. A better loop for the same budget")
+# 02_pretraining.ipynb, cell 52 (section "6. A better loop for the same budget")
 def learning_rate_at(step, total_steps, peak_lr, warmup_steps, initial_lr=1e-5, min_lr=None):
     """Linear warmup from initial_lr to peak_lr, then cosine decay to min_lr (default: 10% of the peak)."""
     min_lr = 0.1 * peak_lr if min_lr is None else min_lr
@@ -271,7 +231,7 @@ def learning_rate_at(step, total_steps, peak_lr, warmup_steps, initial_lr=1e-5, 
     return min_lr + 0.5 * (peak_lr - min_lr) * (1 + math.cos(math.pi * progress))
 
 
-# 02_pretraining.ipynb, cell 62 (section "6. A better loop for the same budget")
+# 02_pretraining.ipynb, cell 55 (section "6. A better loop for the same budget")
 def content_sha256(checkpoint):
     """The SHA-256 of what `checkpoint` holds, in order: each tensor's dtype, shape and bytes, each other
     value's type and repr, each dict's keys. Unlike the SHA-256 of a file, it can be stored in the file."""
@@ -298,7 +258,7 @@ def content_sha256(checkpoint):
     return digest.hexdigest()
 
 
-# 02_pretraining.ipynb, cell 64 (section "6. A better loop for the same budget")
+# 02_pretraining.ipynb, cell 57 (section "6. A better loop for the same budget")
 def save_checkpoint(path, model, optimizer=None, step=None, **extra):
     """Save model, optimizer, config, step and RNG state to `path`, atomically, with the SHA-256 of its
     contents inside (content_sha256, which load_checkpoint checks) and the file's SHA-256 beside it
@@ -338,25 +298,7 @@ def checksum_path(path):
     return Path(path).with_name(Path(path).name + ".sha256")
 
 
-def restore_rng_state(checkpoint):
-    """Put the random number generators back where save_checkpoint found them; in a distributed run
-    (section 10), each process's own, from the checkpoint's process_rng_states."""
-    per_process = checkpoint.get("process_rng_states")
-    if per_process is not None and is_distributed():
-        if len(per_process) != dist.get_world_size():
-            raise ValueError(f"the checkpoint was written by {len(per_process)} processes, and {dist.get_world_size()} "
-                             f"are resuming it: resume with {len(per_process)} processes in all")
-        own = per_process[dist.get_rank()]
-        torch.set_rng_state(own["cpu"].cpu())
-        if own["cuda"] is not None and torch.cuda.is_available():
-            torch.cuda.set_rng_state(own["cuda"].cpu())
-        return
-    torch.set_rng_state(checkpoint["rng_state"].cpu())
-    if checkpoint.get("cuda_rng_state") is not None and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all([state.cpu() for state in checkpoint["cuda_rng_state"]])
-
-
-# 02_pretraining.ipynb, cell 66 (section "6. A better loop for the same budget")
+# 02_pretraining.ipynb, cell 59 (section "6. A better loop for the same budget")
 def is_distributed():
     """True in a process started by torchrun that has joined its process group (section 10)."""
     return dist.is_available() and dist.is_initialized()
@@ -372,18 +314,7 @@ def unwrap_model(model):
     return model.module if isinstance(model, DistributedDataParallel) else model
 
 
-def process_rng_states():
-    """In a distributed run, every process's random state, by rank; None in a single process. Every
-    process must call it (it gathers from all of them)."""
-    if not is_distributed():
-        return None
-    own = {"cpu": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state() if torch.cuda.is_available() else None}
-    states = [None] * dist.get_world_size()
-    dist.all_gather_object(states, own)
-    return states
-
-
-# 02_pretraining.ipynb, cell 68 (section "6. A better loop for the same budget")
+# 02_pretraining.ipynb, cell 61 (section "6. A better loop for the same budget")
 from dataclasses import dataclass, field
 
 MUST_MATCH = {"resume": "must match"}  # a resumed run must repeat it: it sets the learning rates or what a step is
@@ -421,87 +352,56 @@ class TrainingSettings:
                     warmup_steps=int(self.warmup_fraction * total_steps))
 
 
-# 02_pretraining.ipynb, cell 70 (section "6. A better loop for the same budget")
-def check_resumable(checkpoint, model, optimizer, schedule):
-    """Raise ValueError, naming what differs, unless train_model_improved can continue `checkpoint` with this
-    model (the GPTModel), optimizer and schedule (the dict TrainingSettings.schedule gives); change nothing."""
-    if checkpoint.get("optimizer") is None:
-        raise ValueError("the checkpoint is a weights-only checkpoint (saved without the optimizer's state, like "
-                         "best.pt): it is for using the model; resume from the checkpoint saved at the end of every "
-                         "epoch (checkpoint_path, e.g. last.pt)")
-
-    def differences(saved, now):
-        return [f"{name} {saved.get(name)!r} in the checkpoint, {value!r} now"
-                for name, value in now.items() if saved.get(name) != value]
-
-    changed = differences(checkpoint["config"], asdict(model.cfg))
-    if changed:
-        raise ValueError(f"the checkpoint is of another model configuration ({'; '.join(changed)}): build the "
-                         "model from its config (model_from_checkpoint), or start afresh")
-    if "schedule" not in checkpoint:
-        raise ValueError("the checkpoint was written before checkpoints recorded their schedule, so resuming cannot "
-                         "check that it continues the same one: load its weights for inference, or start afresh")
-    changed = differences(checkpoint["schedule"], schedule)
-    if changed:
-        raise ValueError(f"the checkpoint's run has another schedule ({'; '.join(changed)}): resume with the "
-                         "settings it started with, or start afresh")
-    own_weights, saved_weights = model.state_dict(), checkpoint["model"]
-    if saved_weights.keys() != own_weights.keys() or any(
-            saved_weights[name].shape != tensor.shape for name, tensor in own_weights.items()):
-        raise ValueError("the checkpoint's weights do not fit this model's (another output head?): resume a "
-                         "GPTModel's checkpoint into a GPTModel of its config")
-    saved_groups = [len(group["params"]) for group in checkpoint["optimizer"]["param_groups"]]
-    own_groups = [len(group["params"]) for group in optimizer.param_groups]
-    if saved_groups != own_groups:
-        raise ValueError(f"the checkpoint's optimizer has parameter groups of {saved_groups} tensors, this one "
-                         f"{own_groups}: build the optimizer as the run did (make_optimizer)")
+# 02_pretraining.ipynb, cell 63 (section "Gradient accumulation: a larger batch in the same memory")
+def accumulate_gradients(model, batches, settings, device, scaler):
+    """backward() on the next settings.accumulation_steps batches from the iterator `batches`, each loss divided
+    by accumulation_steps, so that .grad holds the gradient of their mean loss; return how many tokens they held
+    (in all processes)."""
+    processes = dist.get_world_size() if is_distributed() else 1
+    tokens = 0
+    for micro_step in range(settings.accumulation_steps):  # gradients add up in .grad until the step
+        input_batch, target_batch = next(batches)
+        # Across processes, DistributedDataParallel averages the gradients in backward() (section 10);
+        # no_sync leaves that to the step's last batch.
+        last = micro_step == settings.accumulation_steps - 1
+        with contextlib.nullcontext() if last or model is unwrap_model(model) else model.no_sync():
+            with autocast(device, settings.precision):
+                loss = calc_loss_batch(input_batch, target_batch, model, device) / settings.accumulation_steps
+            scaler.scale(loss).backward()
+        tokens += input_batch.numel() * processes
+    return tokens
 
 
-# 02_pretraining.ipynb, cell 71 (section "6. A better loop for the same budget")
+# 02_pretraining.ipynb, cell 65 (section "The improved loop and its run")
 def train_model_improved(model, train_loader, val_loader, optimizer, device, settings, tokenizer, resume_from=None):
-    """train_model_simple plus warmup, cosine decay, gradient clipping and a best-validation checkpoint, as
-    `settings` (a TrainingSettings) sets them.
+    """train_model_simple plus warmup, cosine decay, gradient clipping, a checkpoint of the best evaluation and
+    gradient accumulation, as `settings` (a TrainingSettings) sets them.
 
-    settings.checkpoint_path: written at the end of every epoch with all that resuming needs (weights,
-    optimizer, step, schedule, history, random state). resume_from: such a checkpoint, as load_checkpoint
-    returns it; training continues with the next epoch, on the same schedule, and gives what an
-    uninterrupted run would have. A checkpoint of another configuration or schedule, or a weights-only
-    one, is refused before anything changes (check_resumable).
-    settings.stop_after_epoch: stop after this epoch (counting from 0), as if interrupted; the schedule
-    still spans settings.num_epochs.
-    settings.accumulation_steps: batches whose gradients make one optimizer step (an effective batch that
-    many times the loader's). Steps, the schedule, clipping and eval_freq count optimizer steps; the last
-    len(train_loader) % accumulation_steps batches of an epoch are left out.
-    In a distributed run (section 10: model wrapped in DistributedDataParallel, train_loader with a
+    Section 9: with settings.checkpoint_path, save_for_resuming writes at the end of every epoch all that
+    resuming needs; resume_from (such a checkpoint, as load_checkpoint returns it) continues with the next
+    epoch and gives what an uninterrupted run would have, or is refused before anything changes.
+    settings.stop_after_epoch stops after that epoch (from 0), as if interrupted.
+    Section 10: in a distributed run (model wrapped in DistributedDataParallel, train_loader with a
     DistributedSampler) only the main process evaluates, prints and saves, and returns the history.
     """
-    history, tokens_seen, step, samples = new_history(), 0, -1, []
-    best_val_loss, first_epoch = float("inf"), 0
-    main, plain_model = is_main_process(), unwrap_model(model)  # plain_model: the GPTModel, to evaluate and save
-    processes = dist.get_world_size() if is_distributed() else 1
     if settings.stop_after_epoch is not None and not 0 <= settings.stop_after_epoch < settings.num_epochs:
         raise ValueError(f"stop_after_epoch must be from 0 to {settings.num_epochs - 1}, "
                          f"got {settings.stop_after_epoch}")
-    steps_per_epoch = len(train_loader) // settings.accumulation_steps
+    steps_per_epoch = len(train_loader) // settings.accumulation_steps  # optimizer steps
     if steps_per_epoch == 0:
         raise ValueError(f"an epoch has {len(train_loader)} batches, fewer than "
                          f"accumulation_steps={settings.accumulation_steps}")
-    total_steps = settings.num_epochs * steps_per_epoch
-    # What sets every step's learning rate, and what a step is: saved in the checkpoint, checked on resuming.
-    schedule = settings.schedule(steps_per_epoch, processes)
-    warmup_steps = schedule["warmup_steps"]
-    scaler = torch.amp.GradScaler(torch.device(device).type, enabled=settings.precision == "fp16")
-    if resume_from is not None:
-        check_resumable(resume_from, plain_model, optimizer, schedule)  # before anything changes
-        plain_model.load_state_dict(resume_from["model"])
-        optimizer.load_state_dict(resume_from["optimizer"])
-        if resume_from["scaler"]:  # empty unless the run trained in fp16; without it, fp16 starts a new scaler
-            scaler.load_state_dict(resume_from["scaler"])
-        history, tokens_seen, step = resume_from["history"], resume_from["tokens_seen"], resume_from["step"]
-        best_val_loss, first_epoch = resume_from["best_val_loss"], resume_from["epoch"] + 1
-        restore_rng_state(resume_from)  # the next epoch's batch order and dropout masks, as if never stopped
+    main, plain_model = is_main_process(), unwrap_model(model)  # plain_model: the GPTModel, to evaluate and save
+    schedule = settings.schedule(steps_per_epoch, processes=dist.get_world_size() if is_distributed() else 1)
+    total_steps, warmup_steps = settings.num_epochs * steps_per_epoch, schedule["warmup_steps"]
+    scaler = torch.amp.GradScaler(torch.device(device).type, enabled=settings.precision == "fp16")  # section 4
+    history, tokens_seen, step, best_val_loss, first_epoch = new_history(), 0, -1, float("inf"), 0
+    if resume_from is not None:  # section 9
+        history, tokens_seen, step, best_val_loss, first_epoch = resume_training(resume_from, plain_model,
+                                                                                 optimizer, scaler, schedule)
     last_epoch = settings.num_epochs - 1 if settings.stop_after_epoch is None else settings.stop_after_epoch
     progress = tqdm(total=total_steps, initial=step + 1, desc="training", file=sys.stdout, disable=not main)
+    samples = []
     for epoch in range(first_epoch, last_epoch + 1):
         model.train()
         if hasattr(train_loader.sampler, "set_epoch"):  # a DistributedSampler (section 10): a new order each
@@ -513,16 +413,7 @@ def train_model_improved(model, train_loader, val_loader, optimizer, device, set
             for group in optimizer.param_groups:
                 group["lr"] = lr
             optimizer.zero_grad()
-            for micro_step in range(settings.accumulation_steps):  # gradients add up in .grad until the step
-                input_batch, target_batch = next(batches)
-                # Across processes, DistributedDataParallel averages the gradients in backward(); no_sync
-                # leaves that to the step's last batch.
-                last = micro_step == settings.accumulation_steps - 1
-                with contextlib.nullcontext() if last or model is plain_model else model.no_sync():
-                    with autocast(device, settings.precision):
-                        loss = calc_loss_batch(input_batch, target_batch, model, device) / settings.accumulation_steps
-                    scaler.scale(loss).backward()
-                tokens_seen += input_batch.numel() * processes
+            tokens_seen += accumulate_gradients(model, batches, settings, device, scaler)
             if step >= warmup_steps:  # 3: clip the gradient norm once the warmup is over
                 scaler.unscale_(optimizer)  # clip the true gradients, not fp16's scaled ones
                 torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=settings.clip_norm)
@@ -541,19 +432,16 @@ def train_model_improved(model, train_loader, val_loader, optimizer, device, set
                 best_val_loss = min(best_val_loss, val_loss)
         if main:
             samples.append((epoch, generate_sample(plain_model, tokenizer, device, settings.start_context)))
-        if settings.checkpoint_path is not None:  # after the sample: the saved random state is the next epoch's
-            rng_states = process_rng_states()  # every process takes part
-            if main:
-                save_checkpoint(settings.checkpoint_path, plain_model, optimizer, step=step, epoch=epoch,
-                                schedule=schedule, tokens_seen=tokens_seen, history=history,
-                                best_val_loss=best_val_loss, scaler=scaler.state_dict(), process_rng_states=rng_states)
+        if settings.checkpoint_path is not None:  # section 9; after the sample: the saved random state is the next epoch's
+            save_for_resuming(settings.checkpoint_path, plain_model, optimizer, scaler, schedule, step=step,
+                              epoch=epoch, tokens_seen=tokens_seen, history=history, best_val_loss=best_val_loss)
     progress.close()
     if main:
         print_samples(samples)
     return history
 
 
-# 02_pretraining.ipynb, cell 89 (section "Top-k and top-p sampling")
+# 02_pretraining.ipynb, cell 83 (section "Top-k and top-p sampling")
 def top_k_filter(logits, top_k):
     """Set all but the `top_k` largest logits (along the last axis) to -inf."""
     kth_largest = torch.topk(logits, min(top_k, logits.shape[-1]), dim=-1).values[..., -1:]
@@ -570,7 +458,7 @@ def top_p_filter(probabilities, top_p):
     return kept / kept.sum(dim=-1, keepdim=True)
 
 
-# 02_pretraining.ipynb, cell 92 (section "8. A key/value cache for fast generation")
+# 02_pretraining.ipynb, cell 86 (section "8. A key/value cache for fast generation")
 def cached_attention(attn, x, layer_cache):
     """CausalSelfAttention `attn` on new tokens x, attending also to the cached (keys, values) of earlier ones."""
     batch, n_new, emb_dim = x.shape
@@ -606,7 +494,7 @@ def forward_with_cache(model, token_ids, cache=None):
     return model.out_head(model.final_norm(x)), new_cache
 
 
-# 02_pretraining.ipynb, cell 96 (section "One `generate` for everything")
+# 02_pretraining.ipynb, cell 90 (section "One `generate` for everything")
 def sample_next_token(logits, temperature=0.0, top_k=None, top_p=None, generator=None):
     """Pick the next token from (batch, vocab) logits: greedy if temperature == 0, else sample."""
     # Below the smallest normal number of the logits' dtype (1.2e-38 in float32) a temperature can round to
@@ -670,7 +558,7 @@ def generate(model, token_ids, max_new_tokens, context_length=None, temperature=
     return token_ids
 
 
-# 02_pretraining.ipynb, cell 107 (section "9. Checkpoints: load for inference, resume training")
+# 02_pretraining.ipynb, cell 101 (section "9. Checkpoints: load for inference, resume training")
 def load_checkpoint(path, device="cpu"):
     """Read a checkpoint written by save_checkpoint, safely (tensors and plain values only), and check it
     (check_checkpoint); a ValueError naming the file if it holds code, is damaged, or is no such checkpoint."""
@@ -754,7 +642,97 @@ def model_from_checkpoint(checkpoint, device="cpu"):
     return model
 
 
-# 02_pretraining.ipynb, cell 115 (section "10. Several GPUs: distributed data parallel")
+# 02_pretraining.ipynb, cell 105 (section "9. Checkpoints: load for inference, resume training")
+def check_resumable(checkpoint, model, optimizer, schedule):
+    """Raise ValueError, naming what differs, unless train_model_improved can continue `checkpoint` with this
+    model (the GPTModel), optimizer and schedule (the dict TrainingSettings.schedule gives); change nothing."""
+    if checkpoint.get("optimizer") is None:
+        raise ValueError("the checkpoint is a weights-only checkpoint (saved without the optimizer's state, like "
+                         "best.pt): it is for using the model; resume from the checkpoint saved at the end of every "
+                         "epoch (checkpoint_path, e.g. last.pt)")
+
+    def differences(saved, now):
+        return [f"{name} {saved.get(name)!r} in the checkpoint, {value!r} now"
+                for name, value in now.items() if saved.get(name) != value]
+
+    changed = differences(checkpoint["config"], asdict(model.cfg))
+    if changed:
+        raise ValueError(f"the checkpoint is of another model configuration ({'; '.join(changed)}): build the "
+                         "model from its config (model_from_checkpoint), or start afresh")
+    if "schedule" not in checkpoint:
+        raise ValueError("the checkpoint was written before checkpoints recorded their schedule, so resuming cannot "
+                         "check that it continues the same one: load its weights for inference, or start afresh")
+    changed = differences(checkpoint["schedule"], schedule)
+    if changed:
+        raise ValueError(f"the checkpoint's run has another schedule ({'; '.join(changed)}): resume with the "
+                         "settings it started with, or start afresh")
+    own_weights, saved_weights = model.state_dict(), checkpoint["model"]
+    if saved_weights.keys() != own_weights.keys() or any(
+            saved_weights[name].shape != tensor.shape for name, tensor in own_weights.items()):
+        raise ValueError("the checkpoint's weights do not fit this model's (another output head?): resume a "
+                         "GPTModel's checkpoint into a GPTModel of its config")
+    saved_groups = [len(group["params"]) for group in checkpoint["optimizer"]["param_groups"]]
+    own_groups = [len(group["params"]) for group in optimizer.param_groups]
+    if saved_groups != own_groups:
+        raise ValueError(f"the checkpoint's optimizer has parameter groups of {saved_groups} tensors, this one "
+                         f"{own_groups}: build the optimizer as the run did (make_optimizer)")
+
+
+# 02_pretraining.ipynb, cell 107 (section "9. Checkpoints: load for inference, resume training")
+def process_rng_states():
+    """In a distributed run, every process's random state, by rank; None in a single process. Every
+    process must call it (it gathers from all of them)."""
+    if not is_distributed():
+        return None
+    own = {"cpu": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state() if torch.cuda.is_available() else None}
+    states = [None] * dist.get_world_size()
+    dist.all_gather_object(states, own)
+    return states
+
+
+def restore_rng_state(checkpoint):
+    """Put the random number generators back where save_checkpoint found them; in a distributed run
+    (section 10), each process's own, from the checkpoint's process_rng_states."""
+    per_process = checkpoint.get("process_rng_states")
+    if per_process is not None and is_distributed():
+        if len(per_process) != dist.get_world_size():
+            raise ValueError(f"the checkpoint was written by {len(per_process)} processes, and {dist.get_world_size()} "
+                             f"are resuming it: resume with {len(per_process)} processes in all")
+        own = per_process[dist.get_rank()]
+        torch.set_rng_state(own["cpu"].cpu())
+        if own["cuda"] is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state(own["cuda"].cpu())
+        return
+    torch.set_rng_state(checkpoint["rng_state"].cpu())
+    if checkpoint.get("cuda_rng_state") is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([state.cpu() for state in checkpoint["cuda_rng_state"]])
+
+
+def save_for_resuming(path, model, optimizer, scaler, schedule, **where_training_stands):
+    """At the end of an epoch, all that resuming needs, in one checkpoint at `path`: weights, optimizer, loss
+    scaler, schedule, where_training_stands (step, epoch, tokens_seen, history, best_val_loss) and every
+    process's random state. Every process calls it; the main one writes."""
+    rng_states = process_rng_states()  # every process takes part
+    if is_main_process():
+        save_checkpoint(path, model, optimizer, schedule=schedule, scaler=scaler.state_dict(),
+                        process_rng_states=rng_states, **where_training_stands)
+
+
+def resume_training(checkpoint, model, optimizer, scaler, schedule):
+    """Check that `checkpoint` (from save_for_resuming) fits this model, optimizer and schedule, changing
+    nothing if not (check_resumable); then restore weights, optimizer, scaler and random state, and return
+    where training stood: history, tokens_seen, step, best_val_loss and the epoch to continue with."""
+    check_resumable(checkpoint, model, optimizer, schedule)  # before anything changes
+    model.load_state_dict(checkpoint["model"])
+    optimizer.load_state_dict(checkpoint["optimizer"])
+    if checkpoint["scaler"]:  # empty unless the run trained in fp16; without it, fp16 starts a new scaler
+        scaler.load_state_dict(checkpoint["scaler"])
+    restore_rng_state(checkpoint)  # the next epoch's batch order and dropout masks, as if never stopped
+    return (checkpoint["history"], checkpoint["tokens_seen"], checkpoint["step"], checkpoint["best_val_loss"],
+            checkpoint["epoch"] + 1)
+
+
+# 02_pretraining.ipynb, cell 114 (section "10. Several GPUs: distributed data parallel")
 def setup_distributed(use_cuda=None):
     """Join the process group that torchrun describes in the environment; return this process's device:
     its own GPU (NCCL), or the CPU (gloo). use_cuda: None means "where PyTorch sees a GPU". Outside
@@ -780,3 +758,58 @@ def distributed_loader(dataset, batch_size, seed=0):
     set_epoch), in batches of batch_size; windows that do not fill a batch in every process are left out."""
     sampler = DistributedSampler(dataset, shuffle=True, seed=seed, drop_last=True)
     return DataLoader(dataset, batch_size=batch_size, sampler=sampler, drop_last=True)
+
+
+# 02_pretraining.ipynb, cell 117 (section "Appendix: a cheaper dropout draw on the CPU")
+def fast_dropout(x, p, training=True):
+    """Dropout: zero each entry with probability p, scale the others by 1/(1 - p). Cheaper on the CPU."""
+    if not training or p == 0.0:
+        return x
+    if x.device.type != "cpu":
+        return F.dropout(x, p, training=True)
+    # random_() fills an int16 tensor with integers drawn uniformly from 0 .. 32767.
+    keep = torch.empty(x.shape, dtype=torch.int16).random_() >= round(p * 32768)
+    return x * keep / (1.0 - p)
+
+
+class FastDropout(nn.Dropout):
+    """nn.Dropout computed by fast_dropout."""
+
+    def forward(self, x):
+        return fast_dropout(x, self.p, self.training)
+
+
+def causal_attention_with_dropout(queries, keys, values, p):
+    """scaled_dot_product_attention(..., dropout_p=p, is_causal=True), written out, with fast_dropout."""
+    n_tokens = queries.shape[-2]
+    scores = queries @ keys.transpose(-2, -1) / math.sqrt(queries.shape[-1])
+    causal_mask = torch.ones(n_tokens, n_tokens, dtype=torch.bool, device=queries.device).triu(1)
+    weights = torch.softmax(scores.masked_fill(causal_mask, float("-inf")), dim=-1)
+    return fast_dropout(weights, p) @ values
+
+
+# 02_pretraining.ipynb, cell 123 (section "Appendix: a cheaper dropout draw on the CPU")
+class FastCausalSelfAttention(CausalSelfAttention):
+    """CausalSelfAttention whose attention dropout, when training on a CPU, uses fast_dropout."""
+
+    def forward(self, x):
+        if not (self.training and self.drop_rate > 0 and x.device.type == "cpu"):
+            return super().forward(x)  # PyTorch's own kernels: nothing to gain
+        batch, n_tokens, emb_dim = x.shape
+        queries, keys, values = map(self.split_heads, self.qkv(x).split(emb_dim, dim=-1))
+        context = causal_attention_with_dropout(queries, keys, values, self.drop_rate)
+        return self.out_proj(context.transpose(1, 2).reshape(batch, n_tokens, emb_dim))
+
+
+def with_fast_dropout(model):
+    """Switch a model's dropout to the cheaper forms, in place, and return the model.
+
+    Every nn.Dropout becomes a FastDropout and every CausalSelfAttention a FastCausalSelfAttention. The
+    fast forms only replace `forward`, so a module can change its class and keep its weights (and an
+    optimizer built before the switch still holds them).
+    """
+    fast_forms = {nn.Dropout: FastDropout, CausalSelfAttention: FastCausalSelfAttention}
+    for module in model.modules():
+        if type(module) in fast_forms:
+            module.__class__ = fast_forms[type(module)]
+    return model

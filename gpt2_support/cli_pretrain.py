@@ -146,7 +146,7 @@ def run_pretrain(arguments):
     from gpt2_from_scratch.architecture import GPTModel  # 01, section 5
     from gpt2_from_scratch.pretraining import (is_main_process, load_checkpoint, make_optimizer, pick_precision,
                                                setup_distributed, train_model_improved,
-                                               with_fast_dropout)  # 02, sections 4, 6, 9 and 10
+                                               with_fast_dropout)  # 02, sections 4, 6, 9, 10 and the appendix
 
     if arguments.stop_after_epoch is not None and not 0 <= arguments.stop_after_epoch < arguments.epochs:
         raise UsageError(f"--stop-after-epoch must be from 0 to {arguments.epochs - 1} (--epochs {arguments.epochs}); "
@@ -168,7 +168,7 @@ def run_pretrain(arguments):
         torch.manual_seed(arguments.seed)  # the same initial weights in every process
         tokenizer = repository_tokenizer()
         train_loader, val_loader = training_data(arguments, text, tokenizer, config, distributed)
-        model = with_fast_dropout(GPTModel(config)).to(device)  # 02, section 4: the same model, cheaper dropout
+        model = with_fast_dropout(GPTModel(config)).to(device)  # 02's appendix: the same model, a cheaper CPU dropout draw
         optimizer = make_optimizer(model, lr=settings.peak_lr, weight_decay=arguments.weight_decay)
         if distributed:
             model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
