@@ -46,7 +46,7 @@ def test_03_to_05_store_every_cell_that_does_not_need_openais_weights(notebook):
                 f"{where}: needs OpenAI's weights, so its output cannot be ours: store none"
         else:
             assert cell["execution_count"] is not None, \
-                f"{where}: not executed; run python tools/store_outputs.py {notebook}"
+                f"{where}: not executed; run python -m tools.store_outputs {notebook}"
     assert any(NEEDS_WEIGHTS in cell.get("metadata", {}).get("tags", []) for cell in cells), \
         f"{notebook}: no cell is tagged {NEEDS_WEIGHTS}, yet the notebook loads OpenAI's weights"
 

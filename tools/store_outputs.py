@@ -1,6 +1,6 @@
 """Store the outputs of 03-05 that do not need OpenAI's weights, as a reader's full-profile run prints them.
 
-    python tools/store_outputs.py 04_finetune_classify.ipynb [05_finetune_instruct.ipynb ...]
+    python -m tools.store_outputs 04_finetune_classify.ipynb [05_finetune_instruct.ipynb ...]
 
 OpenAI's weights cannot be downloaded where this repository is built, so 03-05 cannot be executed as a
 reader executes them. Most of their cells do not depend on the weights, though: the data, the batches,
@@ -13,8 +13,9 @@ the shapes and parameter counts, the checks of refusals, the exercises. Two cell
 - `skip-when-storing`: too slow to run here at full size (a training loop, a whole test set's
   generations), or only meaningful after such a cell. Always tagged `openai-weights` as well.
 
-This script writes a random stand-in of the notebook's real model size in OpenAI's format (03's
-`write_gpt2_checkpoint`; written once into outputs/store_outputs/models/ and reused), executes the
+This script writes a random stand-in of the notebook's real model size in OpenAI's format (the one
+benchmarks/full_size_standin.py times, from 03's `write_gpt2_checkpoint`; written once into
+outputs/store_outputs/models/ and reused), executes the
 notebook in a scratch folder in the full profile, cell by cell, leaving out the `skip-when-storing`
 cells, and then stores into the committed notebook the outputs and execution counts of every code cell
 not tagged `openai-weights` (streams coalesced, as for 01 and 02) and clears the tagged cells'. Nothing
@@ -36,7 +37,11 @@ from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 from nbconvert.preprocessors import CoalesceStreamsPreprocessor
 
-from gpt2_support.files import atomic_write_path
+if not __package__:  # run as a file: then benchmarks/ is not importable
+    sys.exit("run this from the repository's top folder as `python -m tools.store_outputs NOTEBOOK.ipynb ...`")
+
+from benchmarks.full_size_standin import write_stand_in  # noqa: E402
+from gpt2_support.files import atomic_write_path  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 WORK_DIR = REPO_ROOT / "outputs" / "store_outputs"
@@ -51,26 +56,19 @@ def tags(cell):
     return set(cell.get("metadata", {}).get("tags", []))
 
 
-def write_stand_in(size):
-    """A random GPT-2 of this size in OpenAI's format, under WORK_DIR/models/<size> (reused once written)."""
-    from gpt2_from_scratch.architecture import GPTConfig  # 01
-    from gpt2_from_scratch.weights import hparams_from_config, random_gpt2_params, write_gpt2_checkpoint  # 03
-
-    target = WORK_DIR / "models" / size
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with open(target.parent / ".lock", "w") as lock:  # two notebooks of one size write it once
+def stand_in_folder(size):
+    """A random GPT-2 of this size in OpenAI's format, under WORK_DIR/models/<size>: the benchmark's stand-in,
+    written once and reused (the lock: two notebooks of one size, stored at once, write it once)."""
+    models_dir = WORK_DIR / "models"
+    models_dir.mkdir(parents=True, exist_ok=True)
+    with open(models_dir / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if not (target / "hparams.json").is_file():
-            hparams = hparams_from_config(GPTConfig.from_preset(size))
-            print(f"writing a random {size} stand-in in OpenAI's format to {target.relative_to(REPO_ROOT)}",
-                  flush=True)
-            write_gpt2_checkpoint(random_gpt2_params(hparams, seed=123), hparams, target)
-    return target
+        return write_stand_in(size, models_dir)
 
 
 def execute_without_skipped_cells(notebook, name, size, timeout):
     """Run the notebook's cells in order in a scratch folder, full profile, skipping SKIP-tagged cells."""
-    stand_in = write_stand_in(size)
+    stand_in = stand_in_folder(size)
     scratch = WORK_DIR / f"work-{name}"
     shutil.rmtree(scratch, ignore_errors=True)
     (scratch / "models" / "gpt2").mkdir(parents=True)
@@ -146,7 +144,7 @@ def store_outputs(path, timeout=3600):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python tools/store_outputs.py", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m tools.store_outputs", description=__doc__.split("\n")[0])
     parser.add_argument("notebooks", nargs="+", help="03_pretrained_weights.ipynb, 04_… or 05_…")
     parser.add_argument("--timeout", type=int, default=3600, help="seconds one cell may run (default 3600)")
     arguments = parser.parse_args(argv)
