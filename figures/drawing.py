@@ -81,6 +81,9 @@ def box(ax, x, y, w, h, text="", color=COLORS["layer"], size=10, edge=COLORS["ed
 
 def arrow(ax, start, end, color=COLORS["edge"], lw=1.3, style="-|>", rad=0.0, text=None, size=8.5,
           text_offset=(0.0, 0.0), ls="-"):
+    """An arrow from start to end, in data units, with an optional label at its middle. Its head is sized in
+    points, so it belongs on canvas()'s fixed axes: in axes that tight_layout places (a plot), where the
+    placing differs between matplotlib releases, its outline in data units (and drawing_digest) would too."""
     ax.add_patch(FancyArrowPatch(start, end, arrowstyle=style, mutation_scale=12, color=color, lw=lw,
                                  connectionstyle=f"arc3,rad={rad}", shrinkA=0, shrinkB=0, linestyle=ls))
     if text:

@@ -264,7 +264,9 @@ def fig_02_train_val_gap(path):
               f"its loss keeps falling ({train[best]:.2f} → {train[-1]:.2f}),\nthe validation loss rises "
               f"({val[best]:.2f} → {val[-1]:.2f})",
               ha="center", va="center", fontsize=8.5)
-    arrow(axis, (tokens[-1], train[-1]), (tokens[-1], val[-1]), style="<|-|>", color=COLORS["muted"])
+    # The gap as a line with end caps, not an arrow: an arrow's head is sized in points, so in axes that
+    # tight_layout places (differently in each matplotlib release) its outline in data units would vary.
+    axis.plot([tokens[-1], tokens[-1]], [train[-1], val[-1]], "-", color=COLORS["muted"], lw=1.3, marker="_", ms=10)
     axis.text(tokens[-1] - 600, (train[-1] + val[-1]) / 2, f"gap at the last\nevaluation: {val[-1] - train[-1]:.2f}",
               ha="right", va="center", fontsize=8.5, color=COLORS["muted"])
     axis.set_xlim(0, tokens[-1] + 1500)
