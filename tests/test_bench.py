@@ -76,3 +76,19 @@ def test_ratios_compare_like_with_like(bench):
     assert bench.ratio_text(rows, rows[2]) == "1.50x Hugging Face, 2.00x our fp32"
     assert bench.ratio_text(rows, rows[5]) == "1.60x Hugging Face, 10.0x ours without cache"
     assert bench.ratio_text(rows, rows[1]) == ""
+
+
+def test_machine_limits_count_the_operations_and_bytes_of_what_they_time(monkeypatch):
+    """The rates' arithmetic, with every product taking exactly one second: an n x n matrix product is 2·n³
+    operations, a matrix-vector product reads the matrix's bytes (4 each in fp32, 2 in bf16)."""
+    limits = import_benchmark("machine_limits")
+    monkeypatch.setattr(limits, "median_seconds", lambda function, repeats, device: 1.0)
+    measured = limits.measure(size=10, rows=20, cols=30, repeats=1)
+    assert measured["fp32"] == {"matmul GFLOP/s": 2000 / 1e9, "matvec GB/s": 20 * 30 * 4 / 1e9}
+    assert measured["bf16"] == {"matmul GFLOP/s": 2000 / 1e9, "matvec GB/s": 20 * 30 * 2 / 1e9}
+
+
+def test_machine_limits_run_on_small_products():
+    limits = import_benchmark("machine_limits").measure(size=64, rows=256, cols=64, repeats=1)
+    assert set(limits) == {"fp32", "bf16"}
+    assert all(rate > 0 for rates in limits.values() for rate in rates.values())
