@@ -25,20 +25,17 @@ import torch
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
 
-def synchronize(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def median_seconds(function, repeats, device):
-    """The median wall time of `repeats` calls of function(), after one call to warm up."""
+    """The median wall time of `repeats` calls of function(), after one call to warm up (on a GPU, each
+    call waited for: its kernels run asynchronously)."""
+    finish = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
     function()
-    synchronize(device)
+    finish()
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
         function()
-        synchronize(device)
+        finish()
         times.append(time.perf_counter() - start)
     return statistics.median(times)
 
