@@ -240,23 +240,38 @@ def recorded(path):
 
 
 def notebook_value(notebook, name):
-    """The value a notebook's code assigns to `name` at the top level of a cell (the first such cell).
+    """The value a notebook's code assigns to `name` as its full profile runs it: the right-hand side of the
+    first assignment to it at the top level of a code cell, or in the `else` branch of an `if SMOKE:` block
+    (`A, B = 5, 5` counts for both names).
 
-    Only the right-hand side is evaluated, with `torch` available: the figure uses the numbers the
-    notebook shows, and a change to them there changes the figure here.
+    Only that right-hand side is evaluated, with `torch`, `GPTConfig` and SMOKE = False available (so
+    `2 if SMOKE else 10` gives 10): the figure uses the numbers the notebook shows, and a change to them
+    there changes the figure here.
     """
+    from gpt2_from_scratch.architecture import GPTConfig
+
     cells = json.loads((REPO_ROOT / notebook).read_text(encoding="utf-8"))["cells"]
     for cell in cells:
         if cell["cell_type"] != "code":
             continue
-        source = "".join(cell["source"])
         try:
-            tree = ast.parse(source)
+            statements = list(ast.parse("".join(cell["source"])).body)
         except SyntaxError:  # a cell with IPython magics
             continue
-        for node in tree.body:
-            if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == name for t in node.targets):
-                return eval(compile(ast.Expression(node.value), notebook, "eval"), {"torch": torch})
+        while statements:
+            node = statements.pop(0)
+            if isinstance(node, ast.If) and isinstance(node.test, ast.Name) and node.test.id == "SMOKE":
+                statements[:0] = node.orelse
+            elif isinstance(node, ast.Assign) and len(node.targets) == 1:
+                target, value = node.targets[0], node.value
+                if isinstance(target, ast.Tuple) and isinstance(value, ast.Tuple):
+                    pairs = zip(target.elts, value.elts)
+                else:
+                    pairs = [(target, value)]
+                for target, value in pairs:
+                    if isinstance(target, ast.Name) and target.id == name:
+                        return eval(compile(ast.Expression(value), notebook, "eval"),
+                                    {"torch": torch, "SMOKE": False, "GPTConfig": GPTConfig})
     raise ValueError(f"{notebook} assigns no value to {name!r} at the top level of a code cell")
 
 

@@ -3,12 +3,11 @@ constant-rate run, where it starts memorising; the warmup-and-cosine schedule wi
 gradient accumulation; six ways to pick the next token from one distribution; a generation step with a
 key/value cache; and what the checkpoints of train_model_improved hold.
 
-Their numbers come from 02 itself: its settings as the full profile sets them (full_profile_value reads the
+Their numbers come from 02 itself: its settings as the full profile sets them (notebook_value reads the
 notebook), its exported code (learning_rate_at, TrainingSettings, train_model_improved, save_checkpoint) and the
 run it records in recorded_runs/02_pretraining_full.json."""
 
 
-import ast
 import contextlib
 import io
 import json
@@ -149,49 +148,22 @@ PRETRAINING_NOTEBOOK = "02_pretraining.ipynb"
 RECORDED_RUNS_FILE = REPO_ROOT / "recorded_runs" / "02_pretraining_full.json"
 
 
-def full_profile_value(name):
-    """What 02's code assigns to `name` in the full profile: the right-hand side of its first top-level
-    assignment in a code cell, evaluated with SMOKE = False (so `2 if SMOKE else 10` gives 10), looking
-    into the `else` branch of an `if SMOKE:` block too (where 02 builds its model_config)."""
-    cells = json.loads((REPO_ROOT / PRETRAINING_NOTEBOOK).read_text(encoding="utf-8"))["cells"]
-    for cell in cells:
-        if cell["cell_type"] != "code":
-            continue
-        try:
-            statements = list(ast.parse("".join(cell["source"])).body)
-        except SyntaxError:  # a cell with IPython magics
-            continue
-        while statements:
-            node = statements.pop(0)
-            if isinstance(node, ast.If) and isinstance(node.test, ast.Name) and node.test.id == "SMOKE":
-                statements[:0] = node.orelse
-            elif isinstance(node, ast.Assign) and len(node.targets) == 1:
-                target, value = node.targets[0], node.value
-                if isinstance(target, ast.Tuple) and isinstance(value, ast.Tuple):  # A, B = 5, 5
-                    pairs = zip(target.elts, value.elts)
-                else:
-                    pairs = [(target, value)]
-                for target, value in pairs:
-                    if isinstance(target, ast.Name) and target.id == name:
-                        return eval(compile(ast.Expression(value), PRETRAINING_NOTEBOOK, "eval"),
-                                    {"torch": torch, "SMOKE": False, "GPTConfig": GPTConfig})
-    raise ValueError(f"{PRETRAINING_NOTEBOOK} assigns no value to {name!r} at the top level of a code cell")
-
-
 def full_profile_schedule():
     """02's full-profile training schedule, from its own settings and code: the epochs, the optimizer steps
     per epoch (its training loader's batches: windows of the context length, BATCH_SIZE per batch, over the
     first 90% of the-verdict, 02's training text) and TrainingSettings' warmup and clipping."""
     text = (REPO_ROOT / "data" / "the-verdict.txt").read_text(encoding="utf-8")
     train_text = text[:int(0.9 * len(text))]  # as 02 splits it: the last 10% is the validation text
-    context_length = full_profile_value("model_config").context_length
-    train_loader = create_dataloader(train_text, tokenizer(), batch_size=full_profile_value("BATCH_SIZE"),
-                                     max_length=context_length, stride=context_length, shuffle=False, drop_last=True)
-    settings = TrainingSettings(num_epochs=full_profile_value("NUM_EPOCHS"), peak_lr=full_profile_value("PEAK_LR"),
+    context_length = notebook_value(PRETRAINING_NOTEBOOK, "model_config").context_length
+    batch_size = notebook_value(PRETRAINING_NOTEBOOK, "BATCH_SIZE")
+    train_loader = create_dataloader(train_text, tokenizer(), batch_size=batch_size, max_length=context_length,
+                                     stride=context_length, shuffle=False, drop_last=True)
+    settings = TrainingSettings(num_epochs=notebook_value(PRETRAINING_NOTEBOOK, "NUM_EPOCHS"),
+                                peak_lr=notebook_value(PRETRAINING_NOTEBOOK, "PEAK_LR"),
                                 eval_freq=1, eval_iter=1, start_context="")  # the last three: not the schedule's
     schedule = settings.schedule(steps_per_epoch=len(train_loader), processes=1)
     return dict(schedule, total_steps=schedule["num_epochs"] * schedule["steps_per_epoch"],
-                clip_norm=settings.clip_norm, batch_size=full_profile_value("BATCH_SIZE"), context_length=context_length)
+                clip_norm=settings.clip_norm, batch_size=batch_size, context_length=context_length)
 
 
 def recorded_runs():
@@ -254,7 +226,8 @@ def fig_02_train_val_gap(path):
     fig, axis = plt.subplots(figsize=(11, 4.8))
     axis.axvspan(tokens[best], tokens[-1], color=COLORS["masked"], alpha=0.5, lw=0)
     axis.plot(tokens, train, "--", color="#3182bd", lw=2.0,
-              label=f"training loss (evaluate_model: {full_profile_value('EVAL_ITER')} training batches, in eval mode)")
+              label=f"training loss (evaluate_model: {notebook_value(PRETRAINING_NOTEBOOK, 'EVAL_ITER')} training "
+                    "batches, in eval mode)")
     axis.plot(tokens, val, "-", color="#e6550d", lw=2.0, label="validation loss (on the held-out last 10% of the story)")
     axis.plot([tokens[best]], [val[best]], "o", color="#e6550d", ms=7)
     axis.text(tokens[best], val[best] - 0.35, f"best validation loss {val[best]:.3f}\nat step {run['step'][best]}, "
