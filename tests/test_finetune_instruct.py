@@ -201,18 +201,6 @@ def notebook_code_cells(repo_root):
     return [cell for cell in notebook.cells if cell.cell_type == "code"]
 
 
-def names_bound_and_read(source):
-    import ast
-    tree = ast.parse(source)
-    bound = {node.id for node in ast.walk(tree) if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store)}
-    bound |= {node.name for node in ast.walk(tree) if isinstance(node, (ast.FunctionDef, ast.ClassDef))}
-    bound |= {node.arg for node in ast.walk(tree) if isinstance(node, ast.arg)}  # a function's parameters
-    bound |= {(alias.asname or alias.name).split(".")[0] for node in ast.walk(tree)
-              if isinstance(node, (ast.Import, ast.ImportFrom)) for alias in node.names}
-    read = {node.id for node in ast.walk(tree) if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load)}
-    return bound, read
-
-
 def test_the_evaluations_before_and_after_fine_tuning_use_the_same_entries(repo_root):
     """The prose promises a fair comparison: every evaluate_instruction_model call in the notebook scores
     evaluation_data with evaluation_loader (EVALUATION_ENTRIES of the test set, all of it by default)."""
@@ -225,22 +213,3 @@ def test_the_evaluations_before_and_after_fine_tuning_use_the_same_entries(repo_
     knob = [source for source in sources if source.count("EVALUATION_ENTRIES = ") == 1]
     assert len(knob) == 1 and "EVALUATION_ENTRIES = None" in knob[0]
     assert "evaluation_data = test_data[:EVALUATION_ENTRIES]" in knob[0]
-
-
-def test_cells_run_when_outputs_are_stored_do_not_need_the_skipped_ones(repo_root):
-    """tools/store_outputs.py runs the notebook without its skip-when-storing cells: each of those is also
-    tagged openai-weights, and no cell it runs reads a name that only skipped cells define."""
-    cells = notebook_code_cells(repo_root)
-    only_skipped, defined = set(), set()
-    for index, cell in enumerate(cells):
-        tags = set(cell.metadata.get("tags", []))
-        bound, read = names_bound_and_read(cell.source)
-        if "skip-when-storing" in tags:
-            assert "openai-weights" in tags, f"code cell {index} is skipped but not tagged openai-weights"
-            only_skipped |= bound - defined
-            continue
-        missing = (read - bound) & only_skipped
-        assert not missing, f"code cell {index} reads {sorted(missing)}, which only skipped cells define"
-        defined |= bound
-        only_skipped -= bound
-    assert {"scores_before", "history", "responses_after"} <= only_skipped

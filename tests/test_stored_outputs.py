@@ -2,6 +2,7 @@
 output of every cell that does not need OpenAI's weights (tools/store_outputs.py, which reads two cell tags).
 Everywhere, a progress bar ends as one line, not as a wall of carriage-return fragments."""
 
+import ast
 import json
 from pathlib import Path
 
@@ -60,3 +61,40 @@ def test_store_outputs_refuses_a_skipped_cell_not_tagged_as_needing_the_weights(
     with pytest.raises(SystemExit, match="tagged 'skip-when-storing' but not 'openai-weights'"):
         store_outputs(path)
     assert nbformat.read(path, as_version=4) == notebook  # nothing written
+
+
+def names_bound_and_read(source):
+    """(names a cell's code binds, names it reads), from its syntax."""
+    tree = ast.parse(source)
+    bound = {node.id for node in ast.walk(tree) if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store)}
+    bound |= {node.name for node in ast.walk(tree) if isinstance(node, (ast.FunctionDef, ast.ClassDef))}
+    bound |= {node.arg for node in ast.walk(tree) if isinstance(node, ast.arg)}  # a function's parameters
+    bound |= {(alias.asname or alias.name).split(".")[0] for node in ast.walk(tree)
+              if isinstance(node, (ast.Import, ast.ImportFrom)) for alias in node.names}
+    read = {node.id for node in ast.walk(tree) if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load)}
+    return bound, read
+
+
+# What each notebook's skipped cells define and no cell run when storing defines again: shows that the check
+# below sees what it is about.
+ONLY_SKIPPED_DEFINE = {"03_pretrained_weights.ipynb": {"val_loss"},
+                       "04_finetune_classify.ipynb": {"test_predictions", "lora_model"},
+                       "05_finetune_instruct.ipynb": {"scores_before", "history", "responses_after"}}
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS[2:])
+def test_cells_run_when_outputs_are_stored_do_not_need_the_skipped_ones(notebook):
+    """tools/store_outputs.py runs the notebook without its skip-when-storing cells: no cell it runs may read a
+    name that only skipped cells define (it would fail there, after minutes of running)."""
+    cells = [cell for cell in nbformat.read(REPO / notebook, as_version=4).cells if cell.cell_type == "code"]
+    only_skipped, defined = set(), set()
+    for index, cell in enumerate(cells):
+        bound, read = names_bound_and_read(cell.source)
+        if SKIP in cell.metadata.get("tags", []):
+            only_skipped |= bound - defined
+            continue
+        missing = (read - bound) & only_skipped
+        assert not missing, f"{notebook}, code cell {index} reads {sorted(missing)}, which only skipped cells define"
+        defined |= bound
+        only_skipped -= bound
+    assert ONLY_SKIPPED_DEFINE[notebook] <= only_skipped
