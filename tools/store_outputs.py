@@ -76,13 +76,15 @@ def execute_without_skipped_cells(notebook, name, size, timeout):
         (scratch / entry).symlink_to(REPO_ROOT / entry)
     (scratch / "models" / "gpt2" / size).symlink_to(stand_in)
     # A relative models folder, so that no absolute path of this machine can reach an output.
-    environment = {"GPT2_PROFILE": "full", "GPT2_WEIGHTS_SOURCE": "openai", "GPT2_MODELS_DIR": "models/gpt2"}
-    saved = {name: os.environ.pop(name, None) for name in ("GPT2_DATA_FRACTION", "GPT2_INSTRUCT_SIZE", *environment)}
-    os.environ.update(environment)
+    # The kernel's own environment (this process's stays as it is): the full profile, without the settings
+    # that would make it a partial run or another size.
+    environment = {key: value for key, value in os.environ.items()
+                   if key not in ("GPT2_DATA_FRACTION", "GPT2_INSTRUCT_SIZE")}
+    environment.update(GPT2_PROFILE="full", GPT2_WEIGHTS_SOURCE="openai", GPT2_MODELS_DIR="models/gpt2")
     client = NotebookClient(notebook, timeout=timeout, kernel_name="python3",
                             resources={"metadata": {"path": str(scratch)}})
     try:
-        with client.setup_kernel():
+        with client.setup_kernel(env=environment):
             for index, cell in enumerate(notebook.cells):
                 if cell.cell_type != "code" or SKIP in tags(cell):
                     continue
@@ -94,10 +96,6 @@ def execute_without_skipped_cells(notebook, name, size, timeout):
                                      f"written): {error.ename}: {error.evalue}\nA cell that needs OpenAI's weights to "
                                      f"pass (a check of what they predict, say) is tagged {SKIP!r}") from None
     finally:
-        for name, value in saved.items():
-            os.environ.pop(name, None)
-            if value is not None:
-                os.environ[name] = value
         shutil.rmtree(scratch, ignore_errors=True)
 
 
