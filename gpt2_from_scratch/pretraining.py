@@ -356,8 +356,7 @@ class TrainingSettings:
 def accumulate_gradients(model, batches, settings, device, scaler):
     """backward() on the next settings.accumulation_steps batches from the iterator `batches`, each loss divided
     by accumulation_steps, so that .grad holds the gradient of their mean loss; return how many tokens they held
-    (in all processes)."""
-    processes = dist.get_world_size() if is_distributed() else 1
+    (in this process)."""
     tokens = 0
     for micro_step in range(settings.accumulation_steps):  # gradients add up in .grad until the step
         input_batch, target_batch = next(batches)
@@ -368,7 +367,7 @@ def accumulate_gradients(model, batches, settings, device, scaler):
             with autocast(device, settings.precision):
                 loss = calc_loss_batch(input_batch, target_batch, model, device) / settings.accumulation_steps
             scaler.scale(loss).backward()
-        tokens += input_batch.numel() * processes
+        tokens += input_batch.numel()
     return tokens
 
 
@@ -413,7 +412,7 @@ def train_model_improved(model, train_loader, val_loader, optimizer, device, set
             for group in optimizer.param_groups:
                 group["lr"] = lr
             optimizer.zero_grad()
-            tokens_seen += accumulate_gradients(model, batches, settings, device, scaler)
+            tokens_seen += accumulate_gradients(model, batches, settings, device, scaler) * schedule["processes"]
             if step >= warmup_steps:  # 3: clip the gradient norm once the warmup is over
                 scaler.unscale_(optimizer)  # clip the true gradients, not fp16's scaled ones
                 torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=settings.clip_norm)
