@@ -20,7 +20,7 @@ from gpt2_from_scratch.instruct import (JUDGE_MODEL, RESPONSE_MARKER, Instructio
                                         generate_responses, judge_prompt, longest_common_subsequence,
                                         parse_score, query_ollama, rouge_l_f1, rouge_l_words,
                                         split_instruction_data)
-from gpt2_from_scratch.pretraining import calc_loss_loader, generate
+from gpt2_from_scratch.pretraining import calc_loss_loader, generate_batch
 
 from figures.drawing import COLORS, REPO_ROOT, arrow, box, canvas, label, notebook_value, save, shown
 
@@ -203,7 +203,7 @@ def fig_05_evaluation(path):
         "(the\nreference)", color="white", size=9)
     rows = [  # (y, [(column, text, colour), ...], measure): white boxes are plain Python, grey ones run a model
         (10.6, [(0, f"{format_input.__name__}(entry)\n+ RESPONSE_MARKER:\nthe prompt", "white"),
-                (1, f"{generate.__name__}(model,\nprompt_ids, eos_id=50256):\ngreedy, at most\nmax_new_tokens",
+                (1, f"{generate_batch.__name__}(model,\nprompts, eos_id=50256):\ngreedy, 8 at a time,\nat most max_new_tokens",
                  COLORS["layer"]),
                 (2, f"{extract_response.__name__}:\nthe text after the\nprompt, up to the end\ntoken or a new ###",
                  "white"),

@@ -32,7 +32,7 @@ from tqdm import tqdm
 from gpt2_support.files import atomic_write_path  # write beside the file, then rename (see 01, section 1)
 from gpt2_from_scratch.pretraining import text_to_token_ids, token_ids_to_text  # 02, section 1
 from gpt2_from_scratch.pretraining import calc_loss_loader  # 02, section 4: the mean loss over a data set
-from gpt2_from_scratch.pretraining import generate  # 02, section 8: decoding with a key/value cache
+from gpt2_from_scratch.pretraining import generate_batch  # 02, section 8: many prompts at once
 
 
 # 05_finetune_instruct.ipynb, cell 13 (section "1. The data")
@@ -148,24 +148,28 @@ def extract_response(generated_text, prompt):
     return response.strip()
 
 
-def generate_responses(model, entries, tokenizer, device, max_new_tokens=256, desc="generating"):
-    """Greedy responses to each entry's prompt (one at a time: prompts differ in length)."""
+def generate_responses(model, entries, tokenizer, device, max_new_tokens=256, batch_size=8, desc="generating"):
+    """Greedy responses to each entry's prompt, `batch_size` prompts at a time (02's generate_batch)."""
     model.eval()
+    prompts = [format_input(entry) + RESPONSE_MARKER for entry in entries]
     responses = []
-    for entry in tqdm(entries, desc=desc, file=sys.stdout):
-        prompt = format_input(entry) + RESPONSE_MARKER
-        prompt_ids = text_to_token_ids(prompt, tokenizer).to(device)
-        output_ids = generate(model, prompt_ids, max_new_tokens, eos_id=tokenizer.eot_token)
-        responses.append(extract_response(token_ids_to_text(output_ids, tokenizer), prompt))
+    with tqdm(total=len(prompts), desc=desc, unit="response", file=sys.stdout) as progress:
+        for start in range(0, len(prompts), batch_size):
+            batch = prompts[start:start + batch_size]
+            prompt_ids = [text_to_token_ids(prompt, tokenizer)[0].to(device) for prompt in batch]
+            outputs = generate_batch(model, prompt_ids, max_new_tokens, eos_id=tokenizer.eot_token)
+            responses += [extract_response(token_ids_to_text(output.unsqueeze(0), tokenizer), prompt)
+                          for prompt, output in zip(batch, outputs)]
+            progress.update(len(batch))
     return responses
 
 
-def evaluate_instruction_model(model, entries, response_loader, tokenizer, device, max_new_tokens=256):
+def evaluate_instruction_model(model, entries, response_loader, tokenizer, device, max_new_tokens=256, batch_size=8):
     """Response-token loss and perplexity on the loader, mean ROUGE-L F1 of generated responses, the responses."""
     model.eval()
     with torch.inference_mode():
         loss = calc_loss_loader(response_loader, model, device)
-    responses = generate_responses(model, entries, tokenizer, device, max_new_tokens)
+    responses = generate_responses(model, entries, tokenizer, device, max_new_tokens, batch_size)
     rouge = float(np.mean([rouge_l_f1(response, entry["output"]) for response, entry in zip(responses, entries)]))
     return {"response_loss": loss, "response_perplexity": math.exp(loss), "rouge_l_f1": rouge}, responses
 

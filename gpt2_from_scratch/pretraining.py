@@ -12,16 +12,18 @@ __all__ = [
     "new_history", "record", "train_model_simple", "plot_losses", "reinit_embeddings", "learning_rate_at",
     "content_sha256", "save_checkpoint", "checksum_path", "is_distributed", "is_main_process", "unwrap_model",
     "MUST_MATCH", "MAY_CHANGE", "TrainingSettings", "accumulate_gradients", "train_model_improved",
-    "top_k_filter", "top_p_filter", "cached_attention", "forward_with_cache", "sample_next_token", "generate",
-    "load_checkpoint", "check_checkpoint", "config_from_checkpoint", "model_from_checkpoint", "check_resumable",
-    "process_rng_states", "restore_rng_state", "save_for_resuming", "resume_training", "setup_distributed",
-    "distributed_loader", "fast_dropout", "FastDropout", "causal_attention_with_dropout",
-    "FastCausalSelfAttention", "with_fast_dropout",
+    "top_k_filter", "top_p_filter", "cached_attention", "forward_with_cache", "sample_next_token", "check_prompt",
+    "check_decoding_options", "generate", "KVCache", "padding_and_positions", "forward_into_cache",
+    "generate_batch", "bf16_weights", "load_checkpoint", "check_checkpoint", "config_from_checkpoint",
+    "model_from_checkpoint", "check_resumable", "process_rng_states", "restore_rng_state", "save_for_resuming",
+    "resume_training", "setup_distributed", "distributed_loader", "fast_dropout", "FastDropout",
+    "causal_attention_with_dropout", "FastCausalSelfAttention", "with_fast_dropout",
 ]
 
 
 # 02_pretraining.ipynb, cell 5 (section "Setup")
 import contextlib
+import copy
 import errno
 import hashlib
 import math
@@ -513,11 +515,8 @@ def sample_next_token(logits, temperature=0.0, top_k=None, top_p=None, generator
     return torch.multinomial(probabilities, num_samples=1, generator=generator)
 
 
-@torch.inference_mode()
-def generate(model, token_ids, max_new_tokens, context_length=None, temperature=0.0, top_k=None, top_p=None,
-             eos_id=None, use_cache=True, seed=None):
-    """Extend `token_ids` (batch, n_tokens) by up to `max_new_tokens` tokens."""
-    vocab_size = model.cfg.vocab_size
+def check_prompt(token_ids, vocab_size):
+    """A ValueError unless token_ids is a (batch, n_tokens) tensor of at least one id from the vocabulary."""
     if token_ids.dim() != 2:
         raise ValueError(f"the prompt must be a (batch, n_tokens) tensor of token ids, got shape "
                          f"{tuple(token_ids.shape)}; for a single prompt, add the batch axis: token_ids.unsqueeze(0)")
@@ -526,6 +525,10 @@ def generate(model, token_ids, max_new_tokens, context_length=None, temperature=
     outside = token_ids[(token_ids < 0) | (token_ids >= vocab_size)]
     if outside.numel() > 0:
         raise ValueError(f"the prompt holds token id {outside[0].item()}, outside the vocabulary (0 to {vocab_size - 1})")
+
+
+def check_decoding_options(vocab_size, temperature, top_k, top_p, eos_id):
+    """A ValueError naming the first option outside what sample_next_token and an end token allow."""
     if eos_id is not None and not 0 <= eos_id < vocab_size:
         raise ValueError(f"eos_id must be a token id, from 0 to {vocab_size - 1} (or None: no end token), got {eos_id}")
     if not temperature >= 0:  # written so that NaN fails too
@@ -534,6 +537,15 @@ def generate(model, token_ids, max_new_tokens, context_length=None, temperature=
         raise ValueError(f"top_k must be at least 1 (or None for no top-k filter), got {top_k}")
     if top_p is not None and not 0 < top_p <= 1:
         raise ValueError(f"top_p must be in (0, 1] (or None for no top-p filter), got {top_p}")
+
+
+@torch.inference_mode()
+def generate(model, token_ids, max_new_tokens, context_length=None, temperature=0.0, top_k=None, top_p=None,
+             eos_id=None, use_cache=True, seed=None):
+    """Extend `token_ids` (batch, n_tokens) by up to `max_new_tokens` tokens."""
+    vocab_size = model.cfg.vocab_size
+    check_prompt(token_ids, vocab_size)
+    check_decoding_options(vocab_size, temperature, top_k, top_p, eos_id)
     if context_length is not None and context_length < 1:
         raise ValueError(f"context_length must be at least 1 (or None for the model's), got {context_length}")
     context_length = min(context_length or model.cfg.context_length, model.cfg.context_length)
@@ -557,7 +569,106 @@ def generate(model, token_ids, max_new_tokens, context_length=None, temperature=
     return token_ids
 
 
-# 02_pretraining.ipynb, cell 101 (section "9. Checkpoints: load for inference, resume training")
+# 02_pretraining.ipynb, cell 101 (section "Many prompts at once, and a cache written in place")
+class KVCache:
+    """Keys and values of every block for a batch of sequences, allocated once for `max_tokens` tokens and
+    written in place: each step fills the next free slots. `is_token` is False where a row is padded."""
+
+    def __init__(self, model, batch, max_tokens, dtype, device):
+        cfg = model.cfg
+        shape = (cfg.n_layers, batch, cfg.n_heads, max_tokens, cfg.emb_dim // cfg.n_heads)
+        self.keys = torch.empty(shape, dtype=dtype, device=device)
+        self.values = torch.empty(shape, dtype=dtype, device=device)
+        self.is_token = torch.zeros(batch, max_tokens, dtype=torch.bool, device=device)
+        self.length = 0  # slots filled so far
+
+
+def padding_and_positions(is_token, start):
+    """For the slots from `start` on of is_token (batch, slots): each one's position (its row's real tokens
+    before it) and which slots it may attend to, (batch, new slots, slots)."""
+    positions = (is_token.cumsum(dim=1) - 1).clamp(min=0)[:, start:]
+    query_slots = torch.arange(start, is_token.shape[1], device=is_token.device).unsqueeze(1)
+    key_slots = torch.arange(is_token.shape[1], device=is_token.device)
+    # The real tokens up to its own slot; a padding slot attends to itself alone, so that its row of
+    # attention weights is not empty (a softmax over nothing but -inf is NaN, and NaN would spread).
+    allowed = (key_slots <= query_slots) & is_token.unsqueeze(1) | (key_slots == query_slots)
+    return positions, allowed
+
+
+def forward_into_cache(model, token_ids, is_token, cache):
+    """Logits at the last slot of token_ids (batch, n_new), which follow the tokens in `cache`; writes their
+    keys and values into it. is_token (batch, n_new): False where a row is padded. For inference only."""
+    start, end = cache.length, cache.length + token_ids.shape[1]
+    cache.is_token[:, start:end] = is_token
+    positions, allowed = padding_and_positions(cache.is_token[:, :end], start)
+    mask = None if allowed.all() else allowed.unsqueeze(1)  # (batch, 1: the same for every head, n_new, end)
+    x = model.tok_emb(token_ids) + model.pos_emb(positions)
+    for layer, block in enumerate(model.blocks):
+        attn = block.attn
+        queries, keys, values = map(attn.split_heads, attn.qkv(block.norm1(x)).split(model.cfg.emb_dim, dim=-1))
+        cache.keys[layer, :, :, start:end] = keys  # in place: the earlier slots are not copied
+        cache.values[layer, :, :, start:end] = values
+        context = F.scaled_dot_product_attention(queries, cache.keys[layer, :, :, :end],
+                                                 cache.values[layer, :, :, :end], attn_mask=mask)
+        x = x + attn.out_proj(context.transpose(1, 2).reshape(x.shape))
+        x = x + block.ff(block.norm2(x))
+    cache.length = end
+    return model.out_head(model.final_norm(x[:, -1]))  # the last slot only: (batch, vocab_size)
+
+
+@torch.inference_mode()
+def generate_batch(model, prompts, max_new_tokens, temperature=0.0, top_k=None, top_p=None, eos_id=None,
+                   seed=None):
+    """generate() for a list of prompts of any lengths at once (1-D tensors or lists of token ids). Returns one
+    1-D tensor per prompt: the prompt and its new tokens, ending at its first eos_id (kept)."""
+    vocab_size, device = model.cfg.vocab_size, model.out_head.weight.device
+    prompts = [torch.as_tensor(prompt, dtype=torch.long, device=device).flatten() for prompt in prompts]
+    for prompt in prompts:
+        check_prompt(prompt.unsqueeze(0), vocab_size)
+    check_decoding_options(vocab_size, temperature, top_k, top_p, eos_id)
+    longest = max(len(prompt) for prompt in prompts)
+    if longest + max_new_tokens > model.cfg.context_length:
+        raise ValueError(f"the longest prompt ({longest} tokens) and max_new_tokens ({max_new_tokens}) exceed the "
+                         f"context length ({model.cfg.context_length}); generate() slides the window instead")
+    token_ids = torch.zeros(len(prompts), longest, dtype=torch.long, device=device)  # padding: any valid id
+    is_token = torch.zeros(len(prompts), longest, dtype=torch.bool, device=device)
+    for row, prompt in enumerate(prompts):  # on the left: every prompt ends in the last column
+        token_ids[row, longest - len(prompt):], is_token[row, longest - len(prompt):] = prompt, True
+    weights_dtype = model.out_head.weight.dtype
+    cache = KVCache(model, len(prompts), longest + max_new_tokens, weights_dtype, device)
+    generator = None if seed is None else torch.Generator(device=device).manual_seed(seed)
+    finished = torch.zeros(len(prompts), dtype=torch.bool, device=device)
+    new_tokens = [token_ids[:, :0]]
+    # With bf16 weights (bf16_weights, below), autocast hands the matrix products bf16 inputs.
+    with autocast(device, "bf16" if weights_dtype == torch.bfloat16 else "fp32"):
+        logits = forward_into_cache(model, token_ids, is_token, cache)
+        for step in range(max_new_tokens):
+            next_token = sample_next_token(logits.float(), temperature, top_k, top_p, generator)
+            if eos_id is not None:
+                next_token = next_token.masked_fill(finished.unsqueeze(1), eos_id)
+                finished |= next_token.squeeze(1) == eos_id
+            new_tokens.append(next_token)
+            if step == max_new_tokens - 1 or (eos_id is not None and finished.all()):
+                break
+            logits = forward_into_cache(model, next_token, torch.ones_like(next_token, dtype=torch.bool), cache)
+    outputs = []
+    for prompt, row in zip(prompts, torch.cat(new_tokens, dim=1)):
+        ends = (row == eos_id).nonzero().flatten() if eos_id is not None else row[:0]
+        outputs.append(torch.cat([prompt, row[: ends[0] + 1] if len(ends) else row]))
+    return outputs
+
+
+# 02_pretraining.ipynb, cell 111 (section "bf16 weights, where they read faster")
+def bf16_weights(model):
+    """A copy of `model` whose linear layers hold bf16 weights and biases, for generate_batch."""
+    model_bf16 = copy.deepcopy(model)
+    for module in model_bf16.modules():
+        if isinstance(module, nn.Linear):
+            module.to(torch.bfloat16)
+    return model_bf16
+
+
+# 02_pretraining.ipynb, cell 114 (section "9. Checkpoints: load for inference, resume training")
 def load_checkpoint(path, device="cpu"):
     """Read a checkpoint written by save_checkpoint, safely (tensors and plain values only), and check it
     (check_checkpoint); a ValueError naming the file if it holds code, is damaged, or is no such checkpoint."""
@@ -641,7 +752,7 @@ def model_from_checkpoint(checkpoint, device="cpu"):
     return model
 
 
-# 02_pretraining.ipynb, cell 105 (section "9. Checkpoints: load for inference, resume training")
+# 02_pretraining.ipynb, cell 118 (section "9. Checkpoints: load for inference, resume training")
 def check_resumable(checkpoint, model, optimizer, schedule):
     """Raise ValueError, naming what differs, unless train_model_improved can continue `checkpoint` with this
     model (the GPTModel), optimizer and schedule (the dict TrainingSettings.schedule gives); change nothing."""
@@ -677,7 +788,7 @@ def check_resumable(checkpoint, model, optimizer, schedule):
                          f"{own_groups}: build the optimizer as the run did (make_optimizer)")
 
 
-# 02_pretraining.ipynb, cell 107 (section "9. Checkpoints: load for inference, resume training")
+# 02_pretraining.ipynb, cell 120 (section "9. Checkpoints: load for inference, resume training")
 def process_rng_states():
     """In a distributed run, every process's random state, by rank; None in a single process. Every
     process must call it (it gathers from all of them)."""
@@ -731,7 +842,7 @@ def resume_training(checkpoint, model, optimizer, scaler, schedule):
             checkpoint["epoch"] + 1)
 
 
-# 02_pretraining.ipynb, cell 114 (section "10. Several GPUs: distributed data parallel")
+# 02_pretraining.ipynb, cell 127 (section "10. Several GPUs: distributed data parallel")
 def setup_distributed(use_cuda=None):
     """Join the process group that torchrun describes in the environment; return this process's device:
     its own GPU (NCCL), or the CPU (gloo). use_cuda: None means "where PyTorch sees a GPU". Outside
@@ -759,7 +870,7 @@ def distributed_loader(dataset, batch_size, seed=0):
     return DataLoader(dataset, batch_size=batch_size, sampler=sampler, drop_last=True)
 
 
-# 02_pretraining.ipynb, cell 117 (section "Appendix: a cheaper dropout draw on the CPU")
+# 02_pretraining.ipynb, cell 130 (section "Appendix: a cheaper dropout draw on the CPU")
 def fast_dropout(x, p, training=True):
     """Dropout: zero each entry with probability p, scale the others by 1/(1 - p). Cheaper on the CPU."""
     if not training or p == 0.0:
@@ -787,7 +898,7 @@ def causal_attention_with_dropout(queries, keys, values, p):
     return fast_dropout(weights, p) @ values
 
 
-# 02_pretraining.ipynb, cell 123 (section "Appendix: a cheaper dropout draw on the CPU")
+# 02_pretraining.ipynb, cell 136 (section "Appendix: a cheaper dropout draw on the CPU")
 class FastCausalSelfAttention(CausalSelfAttention):
     """CausalSelfAttention whose attention dropout, when training on a CPU, uses fast_dropout."""
 
