@@ -32,7 +32,7 @@ from tqdm import tqdm
 from gpt2_support.files import atomic_write_path  # write beside the file, then rename (see 01, section 1)
 from gpt2_from_scratch.pretraining import text_to_token_ids, token_ids_to_text  # 02, section 1
 from gpt2_from_scratch.pretraining import calc_loss_loader  # 02, section 4: the mean loss over a data set
-from gpt2_from_scratch.pretraining import generate_batch  # 02, section 8: many prompts at once
+from gpt2_from_scratch.pretraining import bf16_weights, generate_batch  # 02, section 8: many prompts at once
 
 
 # 05_finetune_instruct.ipynb, cell 13 (section "1. The data")
@@ -164,12 +164,18 @@ def generate_responses(model, entries, tokenizer, device, max_new_tokens=256, ba
     return responses
 
 
-def evaluate_instruction_model(model, entries, response_loader, tokenizer, device, max_new_tokens=256, batch_size=8):
+def evaluate_instruction_model(model, entries, response_loader, tokenizer, device, max_new_tokens=256, batch_size=8,
+                               generation_precision="fp32"):
     """Response-token loss and perplexity on the loader, mean ROUGE-L F1 of generated responses, the responses."""
     model.eval()
     with torch.inference_mode():
         loss = calc_loss_loader(response_loader, model, device)
-    responses = generate_responses(model, entries, tokenizer, device, max_new_tokens, batch_size)
+    if generation_precision not in ("fp32", "bf16"):
+        raise ValueError(f"generation_precision must be 'fp32' or 'bf16', got {generation_precision!r}")
+    # With "bf16", a copy of the model with bf16 weights writes the responses (02's bf16_weights); the loss
+    # above is the model's own, in float32.
+    response_model = bf16_weights(model) if generation_precision == "bf16" else model
+    responses = generate_responses(response_model, entries, tokenizer, device, max_new_tokens, batch_size)
     rouge = float(np.mean([rouge_l_f1(response, entry["output"]) for response, entry in zip(responses, entries)]))
     return {"response_loss": loss, "response_perplexity": math.exp(loss), "rouge_l_f1": rouge}, responses
 

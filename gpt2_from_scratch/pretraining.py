@@ -595,13 +595,16 @@ def padding_and_positions(is_token, start):
     return positions, allowed
 
 
+# 02_pretraining.ipynb, cell 105 (section "Many prompts at once, and a cache written in place")
 def forward_into_cache(model, token_ids, is_token, cache):
     """Logits at the last slot of token_ids (batch, n_new), which follow the tokens in `cache`; writes their
     keys and values into it. is_token (batch, n_new): False where a row is padded. For inference only."""
     start, end = cache.length, cache.length + token_ids.shape[1]
     cache.is_token[:, start:end] = is_token
     positions, allowed = padding_and_positions(cache.is_token[:, :end], start)
-    mask = None if allowed.all() else allowed.unsqueeze(1)  # (batch, 1: the same for every head, n_new, end)
+    # (batch, 1: the same for every head, n_new, end); where every slot may attend to every earlier one (one
+    # new token, no padding), no mask at all: scaled_dot_product_attention then takes its fastest path
+    mask = None if allowed.all() else allowed.unsqueeze(1)
     x = model.tok_emb(token_ids) + model.pos_emb(positions)
     for layer, block in enumerate(model.blocks):
         attn = block.attn
@@ -616,18 +619,29 @@ def forward_into_cache(model, token_ids, is_token, cache):
     return model.out_head(model.final_norm(x[:, -1]))  # the last slot only: (batch, vocab_size)
 
 
+# 02_pretraining.ipynb, cell 107 (section "Many prompts at once, and a cache written in place")
 @torch.inference_mode()
 def generate_batch(model, prompts, max_new_tokens, temperature=0.0, top_k=None, top_p=None, eos_id=None,
                    seed=None):
     """generate() for a list of prompts of any lengths at once (1-D tensors or lists of token ids). Returns one
-    1-D tensor per prompt: the prompt and its new tokens, ending at its first eos_id (kept)."""
+    1-D tensor per prompt: the prompt and its new tokens, ending at its first eos_id (kept). For inference:
+    no dropout, whatever the model's mode."""
     vocab_size, device = model.cfg.vocab_size, model.out_head.weight.device
-    prompts = [torch.as_tensor(prompt, dtype=torch.long, device=device).flatten() for prompt in prompts]
-    for prompt in prompts:
+    if len(prompts) == 0 or max_new_tokens < 0:
+        raise ValueError(f"give at least one prompt and max_new_tokens >= 0 (got {len(prompts)} prompts, "
+                         f"max_new_tokens {max_new_tokens})")
+    prompts = [torch.as_tensor(prompt, device=device) for prompt in prompts]
+    for index, prompt in enumerate(prompts):
+        if prompt.dim() != 1 or (prompt.is_floating_point() and prompt.numel() > 0):  # ([] is a float tensor)
+            raise ValueError(f"prompt {index} must be a 1-D sequence of token ids, got a {prompt.dtype} tensor of "
+                             f"shape {tuple(prompt.shape)}")
         check_prompt(prompt.unsqueeze(0), vocab_size)
+    prompts = [prompt.long() for prompt in prompts]
     check_decoding_options(vocab_size, temperature, top_k, top_p, eos_id)
     longest = max(len(prompt) for prompt in prompts)
-    if longest + max_new_tokens > model.cfg.context_length:
+    # The last new token is never fed back, so the cache holds at most longest + max_new_tokens - 1 tokens.
+    slots = max(longest, longest + max_new_tokens - 1)
+    if slots > model.cfg.context_length:
         raise ValueError(f"the longest prompt ({longest} tokens) and max_new_tokens ({max_new_tokens}) exceed the "
                          f"context length ({model.cfg.context_length}); generate() slides the window instead")
     token_ids = torch.zeros(len(prompts), longest, dtype=torch.long, device=device)  # padding: any valid id
@@ -635,7 +649,7 @@ def generate_batch(model, prompts, max_new_tokens, temperature=0.0, top_k=None, 
     for row, prompt in enumerate(prompts):  # on the left: every prompt ends in the last column
         token_ids[row, longest - len(prompt):], is_token[row, longest - len(prompt):] = prompt, True
     weights_dtype = model.out_head.weight.dtype
-    cache = KVCache(model, len(prompts), longest + max_new_tokens, weights_dtype, device)
+    cache = KVCache(model, len(prompts), slots, weights_dtype, device)
     generator = None if seed is None else torch.Generator(device=device).manual_seed(seed)
     finished = torch.zeros(len(prompts), dtype=torch.bool, device=device)
     new_tokens = [token_ids[:, :0]]
@@ -643,7 +657,9 @@ def generate_batch(model, prompts, max_new_tokens, temperature=0.0, top_k=None, 
     with autocast(device, "bf16" if weights_dtype == torch.bfloat16 else "fp32"):
         logits = forward_into_cache(model, token_ids, is_token, cache)
         for step in range(max_new_tokens):
-            next_token = sample_next_token(logits.float(), temperature, top_k, top_p, generator)
+            # bf16 logits are sampled in float32; float64 ones stay float64 (rounding could make a tie)
+            next_token = sample_next_token(logits.to(torch.promote_types(logits.dtype, torch.float32)),
+                                           temperature, top_k, top_p, generator)
             if eos_id is not None:
                 next_token = next_token.masked_fill(finished.unsqueeze(1), eos_id)
                 finished |= next_token.squeeze(1) == eos_id
@@ -658,17 +674,19 @@ def generate_batch(model, prompts, max_new_tokens, temperature=0.0, top_k=None, 
     return outputs
 
 
-# 02_pretraining.ipynb, cell 111 (section "bf16 weights, where they read faster")
+# 02_pretraining.ipynb, cell 115 (section "bf16 weights, where they read faster")
 def bf16_weights(model):
     """A copy of `model` whose linear layers hold bf16 weights and biases, for generate_batch."""
-    model_bf16 = copy.deepcopy(model)
-    for module in model_bf16.modules():
-        if isinstance(module, nn.Linear):
-            module.to(torch.bfloat16)
-    return model_bf16
+    # copy.deepcopy takes an object's copy from `memo` where it holds one: the linear layers' float32 weights
+    # are never copied, only their bf16 versions made (a tied embedding gets the output head's).
+    bf16_versions = {id(parameter): nn.Parameter(parameter.detach().to(torch.bfloat16, copy=True),
+                                                  requires_grad=False)
+                     for module in model.modules() if isinstance(module, nn.Linear)
+                     for parameter in module.parameters(recurse=False)}
+    return copy.deepcopy(model, memo=bf16_versions)
 
 
-# 02_pretraining.ipynb, cell 114 (section "9. Checkpoints: load for inference, resume training")
+# 02_pretraining.ipynb, cell 121 (section "9. Checkpoints: load for inference, resume training")
 def load_checkpoint(path, device="cpu"):
     """Read a checkpoint written by save_checkpoint, safely (tensors and plain values only), and check it
     (check_checkpoint); a ValueError naming the file if it holds code, is damaged, or is no such checkpoint."""
@@ -752,7 +770,7 @@ def model_from_checkpoint(checkpoint, device="cpu"):
     return model
 
 
-# 02_pretraining.ipynb, cell 118 (section "9. Checkpoints: load for inference, resume training")
+# 02_pretraining.ipynb, cell 125 (section "9. Checkpoints: load for inference, resume training")
 def check_resumable(checkpoint, model, optimizer, schedule):
     """Raise ValueError, naming what differs, unless train_model_improved can continue `checkpoint` with this
     model (the GPTModel), optimizer and schedule (the dict TrainingSettings.schedule gives); change nothing."""
@@ -788,7 +806,7 @@ def check_resumable(checkpoint, model, optimizer, schedule):
                          f"{own_groups}: build the optimizer as the run did (make_optimizer)")
 
 
-# 02_pretraining.ipynb, cell 120 (section "9. Checkpoints: load for inference, resume training")
+# 02_pretraining.ipynb, cell 127 (section "9. Checkpoints: load for inference, resume training")
 def process_rng_states():
     """In a distributed run, every process's random state, by rank; None in a single process. Every
     process must call it (it gathers from all of them)."""
@@ -842,7 +860,7 @@ def resume_training(checkpoint, model, optimizer, scaler, schedule):
             checkpoint["epoch"] + 1)
 
 
-# 02_pretraining.ipynb, cell 127 (section "10. Several GPUs: distributed data parallel")
+# 02_pretraining.ipynb, cell 134 (section "10. Several GPUs: distributed data parallel")
 def setup_distributed(use_cuda=None):
     """Join the process group that torchrun describes in the environment; return this process's device:
     its own GPU (NCCL), or the CPU (gloo). use_cuda: None means "where PyTorch sees a GPU". Outside
@@ -870,7 +888,7 @@ def distributed_loader(dataset, batch_size, seed=0):
     return DataLoader(dataset, batch_size=batch_size, sampler=sampler, drop_last=True)
 
 
-# 02_pretraining.ipynb, cell 130 (section "Appendix: a cheaper dropout draw on the CPU")
+# 02_pretraining.ipynb, cell 137 (section "Appendix: a cheaper dropout draw on the CPU")
 def fast_dropout(x, p, training=True):
     """Dropout: zero each entry with probability p, scale the others by 1/(1 - p). Cheaper on the CPU."""
     if not training or p == 0.0:
@@ -898,7 +916,7 @@ def causal_attention_with_dropout(queries, keys, values, p):
     return fast_dropout(weights, p) @ values
 
 
-# 02_pretraining.ipynb, cell 136 (section "Appendix: a cheaper dropout draw on the CPU")
+# 02_pretraining.ipynb, cell 143 (section "Appendix: a cheaper dropout draw on the CPU")
 class FastCausalSelfAttention(CausalSelfAttention):
     """CausalSelfAttention whose attention dropout, when training on a CPU, uses fast_dropout."""
 

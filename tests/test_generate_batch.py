@@ -80,9 +80,13 @@ def test_the_cache_is_written_in_place_and_equals_a_full_forward(nb02):
 
 
 @pytest.mark.parametrize("prompts, max_new_tokens, problem", [
-    ([[1] * 30], 3, "context length"),
+    ([[1] * 30], 4, "context length"),  # 30 + 4 - 1 = 33 tokens would be fed: one more than the context
     ([[1, 2], []], 3, "empty"),
     ([[1, VOCAB]], 3, str(VOCAB)),
+    ([], 3, "at least one prompt"),
+    ([[1, 2]], -1, "max_new_tokens"),
+    ([[[1, 2], [3, 4]]], 3, "prompt 0 must be a 1-D"),
+    ([[1, 2], [1.5, 2.0]], 3, "prompt 1 must be a 1-D"),
 ])
 def test_generate_batch_refuses_what_it_cannot_do(nb02, prompts, max_new_tokens, problem):
     with pytest.raises(ValueError, match=problem):
@@ -119,3 +123,35 @@ def test_05_writes_the_same_responses_in_batches_as_one_at_a_time(nb01, nb02, nb
     one_at_a_time = nb05.generate_responses(model, entries, tokenizer, "cpu", max_new_tokens=8, batch_size=1)
     batched = nb05.generate_responses(model, entries, tokenizer, "cpu", max_new_tokens=8, batch_size=3)
     assert batched == one_at_a_time and len(batched) == 5 and any(batched)
+
+
+def test_05_writes_its_responses_with_bf16_weights_only_when_asked(nb02, nb05, monkeypatch):
+    writers = []
+    monkeypatch.setattr(nb05, "generate_responses",
+                        lambda model, entries, *args: writers.append(model.out_head.weight.dtype) or ["x"] * len(entries))
+    monkeypatch.setattr(nb05, "calc_loss_loader", lambda loader, model, device: 1.0)
+    model = tiny_model(nb02, dtype=torch.float32)
+    for precision in ("fp32", "bf16"):
+        nb05.evaluate_instruction_model(model, [{"output": "x"}], None, None, "cpu", 4, 2, precision)
+    assert writers == [torch.float32, torch.bfloat16]
+    assert model.out_head.weight.dtype == torch.float32  # the model evaluated is not changed
+
+
+def test_the_last_new_token_needs_no_slot_in_the_cache(nb02):
+    model, prompt = tiny_model(nb02), random_prompts([30])
+    output = nb02.generate_batch(model, prompt, 3)[0]  # 30 + 3 - 1 = 32 tokens fed: exactly the context
+    assert torch.equal(output, nb02.generate(model, prompt[0].unsqueeze(0), 3)[0])
+
+
+def test_bf16_weights_of_a_lora_model(nb02, nb04):
+    model = nb04.add_lora(tiny_model(nb02, dtype=torch.float32), rank=2, alpha=2, train_head=False)
+    model_bf16 = nb02.bf16_weights(model)
+    assert all(parameter.dtype == torch.float32 for parameter in model.parameters())
+    outputs = nb02.generate_batch(model_bf16, random_prompts([3, 5]), 6)
+    assert [len(output) for output in outputs] == [9, 11]
+
+
+def test_05_refuses_an_unknown_generation_precision(nb02, nb05, monkeypatch):
+    monkeypatch.setattr(nb05, "calc_loss_loader", lambda loader, model, device: 1.0)
+    with pytest.raises(ValueError, match="generation_precision"):
+        nb05.evaluate_instruction_model(tiny_model(nb02), [{"output": "x"}], None, None, "cpu", 4, 2, "fp16")
