@@ -1,9 +1,25 @@
 """Benchmark: our GPT-2 (the notebooks' own code) against Hugging Face's GPT2LMHeadModel, side by side.
 
-    python benchmarks/bench.py                 # training, generation, loading, notebooks in the smoke profile
+    python benchmarks/bench.py                 # training, generation, evaluation, loading, notebooks (smoke profile)
     python benchmarks/bench.py --full-02       # also run 02_pretraining.ipynb in its full profile (minutes)
     python benchmarks/bench.py --docs          # also put the table into docs/speed.md (between the bench markers)
-    python benchmarks/bench.py --smoke         # a tiny model and no notebooks: checks the script in seconds
+    python benchmarks/bench.py --smoke         # tiny models, 8 prompts, no notebooks: checks the script in seconds
+    python benchmarks/bench.py --sections evaluation --eval-prompts 16 --eval-sizes 124M   # a part only
+
+Sections (--sections, all by default):
+- training: tokens/s of a training step, fp32 and (where pick_precision says so) bf16 or fp16 autocast;
+- generation: greedy tokens/s at batch 1 (ours before: generate, its cache grown by concatenation; ours
+  after: generate_batch, its cache written in place; Hugging Face's generate) and at batch 8 (prompts of 8
+  lengths, left-padded), in fp32 and with bf16 weights (bf16_weights) where pick_precision says bf16;
+- evaluation: seconds for 05's evaluation pass over its 110 test prompts (--eval-prompts N: the first N) on
+  random stand-ins of each of --eval-sizes (default 124M 355M): before, one prompt at a time with generate;
+  after, generate_batch 8 prompts at a time;
+- loading: a 124M checkpoint in OpenAI's layout read into GPTModel (seconds, peak memory);
+- notebooks: each notebook's wall time in the smoke profile (--full-02: 02 in its full profile too).
+
+The run starts by measuring the machine's limits (benchmarks/machine_limits.py: the matrix-product and
+matrix-vector rates in fp32 and bf16); the table's header gives them, and each training row and each
+batch-1 generation row its share of the rate that bounds it (the notes give the formulas).
 
 Both models get the same configuration and the same random weights (ours are copied into Hugging
 Face's model through 03's OpenAI-layout converters), run in the same process, on the same inputs, with
@@ -11,13 +27,14 @@ the same optimizer, so the ratios compare the implementations and nothing else. 
 what the notebooks run: the package gpt2_from_scratch, generated from the notebooks' cells (02's
 training code with its cheaper CPU dropout, 03's converters and loader), never a copied module.
 
-The table goes to stdout and to outputs/benchmarks/latest.md (with latest.json beside it).
+The table goes to stdout and to outputs/benchmarks/latest.md (with latest.json beside it). The generation
+and evaluation sections, and the helpers all sections share, are in bench_generation.py beside this file.
 """
 
 from __future__ import annotations
 
 import argparse
-import copy
+import importlib.util
 import json
 import os
 import platform
@@ -32,13 +49,27 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from gpt2_from_scratch.architecture import GPTConfig, GPTModel
-from gpt2_from_scratch.pretraining import (AUTOCAST_DTYPES, autocast, generate, make_optimizer, pick_precision,
-                                           with_fast_dropout)
-from gpt2_from_scratch.weights import (gpt_to_openai_params, hparams_from_config, random_gpt2_params,
-                                       to_hugging_face, write_gpt2_checkpoint)
+from gpt2_from_scratch.architecture import GPT2_PRESETS, GPTModel
+from gpt2_from_scratch.pretraining import autocast, make_optimizer, pick_precision, with_fast_dropout
+from gpt2_from_scratch.weights import hparams_from_config, random_gpt2_params, write_gpt2_checkpoint
 from gpt2_support.files import atomic_write_path
-from gpt2_support.hub import hf_config_from_hparams
+
+
+
+def script_beside_this_one(name):
+    """benchmarks/<name>.py as a module (benchmarks/ is a folder of scripts, not an installed package)."""
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().with_name(f"{name}.py"))
+        sys.modules[name] = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(sys.modules[name])
+    return sys.modules[name]
+
+
+machine_limits = script_beside_this_one("machine_limits")
+bench_generation = script_beside_this_one("bench_generation")
+hugging_face_twin, interleaved_times = bench_generation.hugging_face_twin, bench_generation.interleaved_times
+linear_weights, our_config = bench_generation.linear_weights, bench_generation.our_config
+time_evaluation, time_generation = bench_generation.time_evaluation, bench_generation.time_generation
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 OUTPUT_DIR = REPO_ROOT / "outputs" / "benchmarks"
@@ -47,37 +78,6 @@ NOTEBOOKS = ["01_architecture", "02_pretraining", "03_pretrained_weights", "04_f
 # --docs writes the table into this page, replacing what stands between the two marker lines
 SPEED_PAGE = REPO_ROOT / "docs" / "speed.md"
 BENCH_START, BENCH_END = "<!-- bench:start -->", "<!-- bench:end -->"
-
-
-# --- the two models, with the same weights ----------------------------------------------------------------------
-
-def our_config(smoke, drop_rate):
-    if smoke:
-        return GPTConfig(vocab_size=512, context_length=256, emb_dim=64, n_heads=4, n_layers=2, drop_rate=drop_rate)
-    return GPTConfig.from_preset("124M", drop_rate=drop_rate)  # OpenAI's 124M architecture
-
-
-def hugging_face_twin(model, drop_rate):
-    """transformers' GPT2LMHeadModel with our model's configuration, dropout and weights."""
-    from transformers import GPT2Config, GPT2LMHeadModel
-
-    cfg = model.cfg
-    hparams = hparams_from_config(cfg)
-    state = to_hugging_face(gpt_to_openai_params(model), hparams).state_dict()  # 03's converters
-    config = GPT2Config.from_dict(hf_config_from_hparams(hparams) | {  # the Hub's config.json, with our dropout
-        "resid_pdrop": drop_rate, "embd_pdrop": drop_rate, "attn_pdrop": drop_rate,
-        "bos_token_id": cfg.vocab_size - 1, "eos_token_id": cfg.vocab_size - 1})
-    hf_model = GPT2LMHeadModel(config)
-    hf_model.load_state_dict(state)
-    return hf_model
-
-
-def check_same_logits(ours, theirs, vocab_size):
-    token_ids = torch.randint(0, vocab_size, (1, 16), generator=torch.Generator().manual_seed(0))
-    with torch.inference_mode():
-        difference = (ours.eval()(token_ids) - theirs.eval()(token_ids).logits).abs().max().item()
-    assert difference < 1e-4, f"the two models disagree (max |logit difference| {difference:.1e})"
-    return difference
 
 
 # --- 1. training ------------------------------------------------------------------------------------------------
@@ -95,8 +95,12 @@ def time_training(smoke, device, repeats):
 
     precisions = ["fp32"]
     best = pick_precision(device)
-    if best != "fp32" and not smoke:  # (tiny models gain nothing from bf16; the smoke run checks the script)
+    if best != "fp32":  # (a tiny model gains nothing from it, but the smoke run checks every path of the script)
         precisions.append(best)
+    # Model FLOPs per token: 6 per weight of the matrix products (forward 2, backward 4) and attention's
+    # 12 x layers x tokens x emb_dim (its score and weighted-sum products, causal mask not subtracted)
+    cfg = ours.cfg
+    flops_per_token = 6 * linear_weights(ours)[0] + 12 * cfg.n_layers * n_tokens * cfg.emb_dim
     rows = []
     for precision in precisions:
         steps = {}
@@ -121,84 +125,20 @@ def time_training(smoke, device, repeats):
         for name in steps:
             rows.append({"section": "training", "precision": precision, "what": name,
                          "value": batch * n_tokens / statistics.median(times[name]), "unit": "tokens/s",
-                         "runs": len(times[name])})
+                         "runs": len(times[name]), "limit precision": precision, "flops per token": flops_per_token})
         ours.zero_grad(set_to_none=True)
         theirs.zero_grad(set_to_none=True)
-    return rows, f"batch {batch} x {n_tokens} tokens, dropout {drop_rate}, AdamW (fused where supported)"
+    note = (f"batch {batch} x {n_tokens} tokens, dropout {drop_rate}, AdamW (fused where supported). Share of the "
+            f"limit: tokens/s x model FLOPs per token over the matrix-product rate of that precision; FLOPs per token "
+            f"= 6 x P + 12 x n_layers x n_tokens x emb_dim = {flops_per_token / 1e9:.3g} GFLOP, P = "
+            f"{linear_weights(ours)[0] / 1e6:,.3g}M weights of all linear layers, output head included")
+    return rows, note
 
 
-def interleaved_times(functions, repeats, device, warmup):
-    """Call each function `warmup` times, then `repeats` rounds in turn (so drift in the machine's speed hits
-    all of them alike); returns {name: [seconds, ...]}."""
-    for function in functions.values():
-        for _ in range(warmup):
-            function()
-    times = {name: [] for name in functions}
-    for _ in range(repeats):
-        for name, function in functions.items():
-            synchronize(device)
-            start = time.perf_counter()
-            function()
-            synchronize(device)
-            times[name].append(time.perf_counter() - start)
-    return times
+# --- 2. generation and 3. evaluation: in bench_generation.py ----------------------------------------------
 
 
-def synchronize(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-# --- 2. generation ----------------------------------------------------------------------------------------------
-
-def time_generation(smoke, device, repeats):
-    """Greedy generation of N new tokens after an 8-token prompt: ours without and with the KV cache,
-    Hugging Face's generate with its cache. In float32 all three must give the same tokens. Where the
-    device has fast bf16, both cached variants run again with their weights in bf16."""
-    n_new = 24 if smoke else 200
-    torch.manual_seed(123)
-    ours = GPTModel(our_config(smoke, 0.0)).eval()
-    theirs = hugging_face_twin(ours, 0.0).eval()
-    check_same_logits(ours, theirs, ours.cfg.vocab_size)
-    ours.to(device), theirs.to(device)
-    prompt = torch.randint(0, ours.cfg.vocab_size, (1, 8), generator=torch.Generator().manual_seed(2)).to(device)
-
-    def cached_variants(our_model, their_model):
-        def hf_generate():
-            with torch.inference_mode():
-                return their_model.generate(prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=n_new,
-                                            min_new_tokens=n_new, do_sample=False, use_cache=True, pad_token_id=0)
-
-        return {"ours, KV cache": lambda: generate(our_model, prompt, n_new, use_cache=True),
-                "Hugging Face generate": hf_generate}
-
-    start = time.perf_counter()
-    uncached = generate(ours, prompt, n_new, use_cache=False)  # slow, so timed once
-    uncached_seconds = time.perf_counter() - start
-    rows = [{"section": "generation", "precision": "fp32", "what": "ours, no cache", "value": n_new / uncached_seconds,
-             "unit": "tokens/s", "runs": 1}]
-    variants = {"fp32": cached_variants(ours, theirs)}
-    low = pick_precision(device)
-    if low != "fp32" and not smoke:
-        dtype = AUTOCAST_DTYPES[low]
-        variants[f"{low} weights"] = cached_variants(copy.deepcopy(ours).to(dtype), copy.deepcopy(theirs).to(dtype))
-    agreement = []
-    for precision, functions in variants.items():
-        outputs = {name: function() for name, function in functions.items()}  # also the warm-up
-        if precision == "fp32":
-            for name, output in outputs.items():
-                assert torch.equal(output, uncached), f"{name} generated other tokens than ours without the cache"
-        else:
-            same = (outputs["ours, KV cache"] == outputs["Hugging Face generate"]).float().mean().item()
-            agreement.append(f"in {precision} ours and Hugging Face's tokens agree at {same:.0%} of positions")
-        times = interleaved_times(functions, repeats, device, warmup=0)
-        rows += [{"section": "generation", "precision": precision, "what": name, "value": n_new / statistics.median(seconds),
-                  "unit": "tokens/s", "runs": len(seconds)} for name, seconds in times.items()]
-    note = f"{n_new} new tokens, greedy, batch 1, 8-token prompt; in float32 all three give identical tokens"
-    return rows, "; ".join([note] + agreement)
-
-
-# --- 3. loading -------------------------------------------------------------------------------------------------
+# --- 4. loading -------------------------------------------------------------------------------------------------
 
 LOAD_SCRIPT = textwrap.dedent("""
     import json, time
@@ -255,7 +195,7 @@ def time_loading(smoke, work_dir):
     return rows, note
 
 
-# --- 4. notebooks -----------------------------------------------------------------------------------------------
+# --- 5. notebooks -----------------------------------------------------------------------------------------------
 
 def time_notebook(name, profile, work_dir):
     environment = {**os.environ, "GPT2_PROFILE": profile}
@@ -291,28 +231,78 @@ def machine_description(device):
 
 
 def ratio_text(rows, row):
-    """The row's ratio to what it is measured against: Hugging Face in the same precision, and our own
-    float32 (training) or uncached (generation) figure."""
-    def find(section, precision, what):
-        return next((r["value"] for r in rows if (r["section"], r["precision"], r["what"]) == (section, precision, what)), None)
+    """The row's ratios to what it is measured against. Training (ours): Hugging Face in the same precision, our
+    fp32. Generation (ours after): Hugging Face at the same batch and precision; at batch 1 in fp32 ours before;
+    with bf16 weights our fp32; at batch 8 our batch 1. Evaluation (after): before, for the same size; with
+    bf16 weights our fp32 after. A figure not measured in this run gives no ratio."""
+    section, precision, what, value = row["section"], row["precision"], row["what"], row["value"]
+
+    def find(precision, what):
+        return next((r["value"] for r in rows if (r["section"], r["precision"], r["what"]) == (section, precision, what)),
+                    None)
 
     parts = []
-    if row["section"] == "training" and row["what"] == "ours":
-        parts.append(f"{row['value'] / find('training', row['precision'], 'Hugging Face'):.2f}x Hugging Face")
-        if row["precision"] != "fp32":
-            parts.append(f"{row['value'] / find('training', 'fp32', 'ours'):.2f}x our fp32")
-    if row["section"] == "generation" and row["what"] == "ours, KV cache":
-        parts.append(f"{row['value'] / find('generation', row['precision'], 'Hugging Face generate'):.2f}x Hugging Face")
-        parts.append(f"{row['value'] / find('generation', 'fp32', 'ours, no cache'):.1f}x ours without cache")
+
+    def add(other, template):  # template: how to write value / other
+        if other:
+            parts.append(template.format(value / other))
+
+    if section == "training" and what == "ours":
+        add(find(precision, "Hugging Face"), "{:.2f}x Hugging Face")
+        if precision != "fp32":
+            add(find("fp32", "ours"), "{:.2f}x our fp32")
+    if section == "generation" and what.endswith("after: generate_batch"):
+        batch = what.split(",")[0]  # "batch 1" or "batch 8"
+        add(find(precision, what.replace("after: generate_batch", "Hugging Face generate")), "{:.2f}x Hugging Face")
+        if batch == "batch 1" and precision == "fp32":
+            add(find("fp32", "batch 1, before: generate, cache by concatenation"), "{:.2f}x before")
+        if precision != "fp32":
+            add(find("fp32", what), "{:.2f}x our fp32")
+        if batch != "batch 1":
+            add(find(precision, "batch 1, after: generate_batch"), f"{{:.1f}}x our {precision} at batch 1")
+    if section == "evaluation" and ", after:" in what:  # figures in seconds: "as fast" is the inverse ratio
+        prefix = what.split("after:")[0]  # the size, and the pass ("8 prompts x 256 tokens, ") if not the first
+        before = find("fp32", f"{prefix}before: generate, one prompt at a time")
+        if before:
+            parts.append(f"{before / value:.2f}x as fast as before")
+        after_fp32 = find("fp32", what)
+        if precision != "fp32" and after_fp32:
+            parts.append(f"{after_fp32 / value:.2f}x as fast as fp32")
     return ", ".join(parts)
 
 
-def format_table(rows, notes, machine, when):
-    lines = [f"Measured {when} on: {machine}.", "",
-             "| section | precision | what | figure | ratio |", "|---|---|---|---:|---|"]
+def limit_share(row, limits):
+    """The row's share of the machine's rate that bounds it, in words: training rows (with "flops per token") of
+    the matrix-product rate of their precision, batch-1 generation rows (with "weight bytes per token") of the
+    matrix-vector rate. "" for other rows and for precisions not measured (fp16)."""
+    rates = (limits or {}).get(row.get("limit precision"))
+    if rates is None:
+        return ""
+    if "flops per token" in row:
+        return f"{row['value'] * row['flops per token'] / (rates['matmul GFLOP/s'] * 1e9):.0%} of matmul"
+    if "weight bytes per token" in row:
+        return f"{row['value'] * row['weight bytes per token'] / (rates['matvec GB/s'] * 1e9):.0%} of matvec"
+    return ""
+
+
+def limits_text(limits):
+    """The machine's limits in one sentence."""
+    return "; ".join(f"{precision}: matrix products (matmul) {rates['matmul GFLOP/s']:,.0f} GFLOP/s, matrix-vector "
+                     f"(matvec) {rates['matvec GB/s']:,.1f} GB/s = {rates['matvec G weights/s']:,.2f} billion "
+                     f"weights/s" for precision, rates in limits.items())
+
+
+def format_table(rows, notes, machine, when, limits=None):
+    lines = [f"Measured {when} on: {machine}."]
+    if limits:
+        lines.append(f"The machine's limits, measured in the same run before and after the sections, the higher of each "
+                     f"(benchmarks/machine_limits.py, the fastest of 10 products): "
+                     f"{limits_text(limits)}.")
+    lines += ["", "| section | precision | what | figure | share of the limit | ratio |", "|---|---|---|---:|---:|---|"]
     for row in rows:
         value = f"{row['value']:,.1f} {row['unit']}" if row["unit"] != "s" else f"{row['value']:,.2f} s"
-        lines.append(f"| {row['section']} | {row['precision']} | {row['what']} | {value} | {ratio_text(rows, row)} |")
+        lines.append(f"| {row['section']} | {row['precision']} | {row['what']} | {value} | {limit_share(row, limits)} "
+                     f"| {ratio_text(rows, row)} |")
     lines.append("")
     lines.extend(f"- {section}: {note}" for section, note in notes.items())
     return "\n".join(lines)
@@ -341,14 +331,21 @@ def update_docs(table, page=SPEED_PAGE):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--smoke", action="store_true", help="tiny model, no notebooks: check the script quickly")
-    parser.add_argument("--sections", nargs="+", default=["training", "generation", "loading", "notebooks"],
-                        choices=["training", "generation", "loading", "notebooks"])
+    sections = ["training", "generation", "evaluation", "loading", "notebooks"]
+    parser.add_argument("--smoke", action="store_true",
+                        help="tiny models, 8 evaluation prompts, no notebooks: check the script quickly")
+    parser.add_argument("--sections", nargs="+", default=sections, choices=sections)
+    parser.add_argument("--eval-prompts", type=int, default=110, metavar="N",
+                        help="evaluation: time only the first N of 05's 110 test prompts (default 110; smoke 8)")
+    parser.add_argument("--eval-sizes", nargs="+", default=["124M", "355M"], choices=list(GPT2_PRESETS),
+                        help="evaluation: the sizes of the random stand-ins (default 124M 355M)")
     parser.add_argument("--full-02", action="store_true", help="also run 02_pretraining.ipynb in the full profile")
     parser.add_argument("--repeats", type=int, default=None, help="timed repetitions (default: 5, smoke 2)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--docs", action="store_true", help="write the table into docs/speed.md")
     args = parser.parse_args(argv)
+    if not 1 <= args.eval_prompts <= 110:
+        parser.error(f"--eval-prompts must be from 1 to 110 (05 has 110 test prompts), got {args.eval_prompts}")
     if args.smoke and args.docs:
         parser.error("--docs takes the real figures; run without --smoke")
     if args.docs:
@@ -359,6 +356,12 @@ def main(argv=None):
     repeats = args.repeats or (2 if args.smoke else 5)
     device = torch.device(args.device)
 
+    # The machine's limits, on the same device (a GPU needs larger products than a CPU to reach its rate):
+    # measured before the sections and again after them, keeping the higher of each rate (a busy moment only
+    # ever lowers one)
+    matmul_size = 512 if args.smoke else 8192 if device.type == "cuda" else 2048
+    limit_repeats = 2 if args.smoke else 10
+    limits = machine_limits.measure(size=matmul_size, repeats=limit_repeats, device=device)
     rows, notes = [], {}
     with tempfile.TemporaryDirectory(prefix="gpt2-bench-") as work_dir:
         if "training" in args.sections:
@@ -366,6 +369,9 @@ def main(argv=None):
             rows += section_rows
         if "generation" in args.sections:
             section_rows, notes["generation"] = time_generation(args.smoke, device, repeats)
+            rows += section_rows
+        if "evaluation" in args.sections:
+            section_rows, notes["evaluation"] = time_evaluation(args.smoke, device, args.eval_sizes, args.eval_prompts)
             rows += section_rows
         if "loading" in args.sections:
             section_rows, notes["loading"] = time_loading(args.smoke, work_dir)
@@ -376,13 +382,17 @@ def main(argv=None):
                 rows.append(time_notebook("02_pretraining", "full", work_dir))
             notes["notebooks"] = "wall time of `jupyter nbconvert --execute`, kernel start included"
 
+    again = machine_limits.measure(size=matmul_size, repeats=limit_repeats, device=device)
+    limits = {precision: {name: max(rate, again[precision][name]) for name, rate in rates.items()}
+              for precision, rates in limits.items()}
     when = time.strftime("%Y-%m-%d")
-    table = format_table(rows, notes, machine_description(device), when)
+    table = format_table(rows, notes, machine_description(device), when, limits)
     print(table)
     OUTPUT_DIR.mkdir(parents=True, exist_ok=True)
     suffix = "-smoke" if args.smoke else ""
     (OUTPUT_DIR / f"latest{suffix}.md").write_text(table + "\n")
-    (OUTPUT_DIR / f"latest{suffix}.json").write_text(json.dumps({"when": when, "rows": rows, "notes": notes}, indent=1))
+    (OUTPUT_DIR / f"latest{suffix}.json").write_text(json.dumps({"when": when, "limits": limits, "rows": rows,
+                                                                          "notes": notes}, indent=1))
     if args.docs:
         update_docs(table)
     return rows
