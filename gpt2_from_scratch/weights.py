@@ -11,7 +11,7 @@ __all__ = [
     "gpt_for_checkpoint", "hf_tensors", "to_hugging_face", "gpt_to_openai_params", "random_gpt2_params",
     "TENSORFLOW_MISSING_EXIT_CODE", "write_variables_with_tensorflow", "tensorflow_child_environment",
     "run_tensorflow_writer", "params_to_variables", "write_gpt2_checkpoint", "check_read_back", "publish_folder",
-    "write_gpt2_safetensors", "write_gpt2_weights",
+    "write_gpt2_safetensors", "write_gpt2_weights", "logit_lens",
 ]
 
 
@@ -321,3 +321,18 @@ def write_gpt2_weights(params, hparams, models_dir, model_size, source=None):
     if weights_source(source) == "huggingface":
         return write_gpt2_safetensors(params, hparams, model_dir)
     return write_gpt2_checkpoint(params, hparams, model_dir)
+
+
+# 03_pretrained_weights.ipynb, cell 80 (section "11. The logit lens: a prediction after every block")
+@torch.inference_mode()
+def logit_lens(model, token_ids):
+    """Next-token logits read out of the residual stream through the final layer norm and the output head,
+    before the first block (the embeddings) and after each block: (n_layers + 1, batch, n_tokens, vocab_size).
+    The last readout is the model's own output. No dropout is applied: call it on a model in eval mode."""
+    positions = torch.arange(token_ids.shape[1], device=token_ids.device)
+    hidden = model.tok_emb(token_ids) + model.pos_emb(positions)
+    readouts = [model.out_head(model.final_norm(hidden))]
+    for block in model.blocks:
+        hidden = block(hidden)
+        readouts.append(model.out_head(model.final_norm(hidden)))
+    return torch.stack(readouts)
