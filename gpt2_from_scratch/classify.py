@@ -8,8 +8,9 @@ markdown cells included) and its section.
 
 __all__ = [
     "load_sms_spam", "LABELS", "balance_classes", "split_rows", "write_rows_csv", "data_fraction", "first_part",
-    "SpamDataset", "NUM_CLASSES", "make_classifier", "count_trainable", "last_token_logits",
-    "calc_loss_batch_cls", "calc_loss_loader_cls", "predict_loader", "calc_accuracy_loader", "train_classifier",
+    "SpamDataset", "ZERO_SHOT_PROMPT", "ZERO_SHOT_ANSWERS", "answer_log_probabilities", "zero_shot_predict",
+    "NUM_CLASSES", "make_classifier", "count_trainable", "last_token_logits", "calc_loss_batch_cls",
+    "calc_loss_loader_cls", "predict_loader", "calc_accuracy_loader", "train_classifier",
     "plot_classifier_history", "classification_metrics", "plot_confusion", "classify_text", "LoRALayer",
     "LinearWithLoRA", "add_lora",
 ]
@@ -119,7 +120,39 @@ class SpamDataset(Dataset):
         return self.input_ids[index], self.labels[index], self.lengths[index]
 
 
-# 04_finetune_classify.ipynb, cell 31 (section "3. The model: pretrained GPT-2 with a two-class head")
+# 04_finetune_classify.ipynb, cell 31 (section "Before fine-tuning: asking the language model")
+ZERO_SHOT_PROMPT = 'Text message: "{text}"\nIs this text message spam or not spam? Answer:'
+ZERO_SHOT_ANSWERS = (" not spam", " spam")  # in the order of LABELS: class 0 (ham), class 1 (spam)
+
+
+@torch.inference_mode()
+def answer_log_probabilities(model, tokenizer, prompt, answers, device):
+    """log P(answer | prompt) for each answer: the sum of the log-probabilities of the answer's tokens."""
+    prompt_ids = tokenizer.encode(prompt)
+    answers_ids = [tokenizer.encode(answer) for answer in answers]
+    longest = max(len(ids) for ids in answers_ids)
+    rows = [prompt_ids + ids + [tokenizer.eot_token] * (longest - len(ids)) for ids in answers_ids]
+    log_probs = torch.log_softmax(model(torch.tensor(rows, device=device)).float(), dim=-1)
+    totals = []
+    for row, ids in enumerate(answers_ids):
+        # The logits at position p predict the token at p + 1: the answer's tokens, from len(prompt_ids) on,
+        # are predicted from the positions just before them.
+        predicting = torch.arange(len(prompt_ids) - 1, len(prompt_ids) - 1 + len(ids), device=device)
+        totals.append(log_probs[row, predicting, torch.tensor(ids, device=device)].sum().item())
+    return totals
+
+
+def zero_shot_predict(model, tokenizer, texts, device, prompt=ZERO_SHOT_PROMPT, answers=ZERO_SHOT_ANSWERS):
+    """For each text, the index of the answer the language model finds most likely after the prompt."""
+    model.eval()
+    predictions = []
+    for text in tqdm(texts, desc="zero-shot", file=sys.stdout):
+        scores = answer_log_probabilities(model, tokenizer, prompt.format(text=text), answers, device)
+        predictions.append(max(range(len(answers)), key=scores.__getitem__))
+    return torch.tensor(predictions)
+
+
+# 04_finetune_classify.ipynb, cell 36 (section "Before fine-tuning: asking the language model")
 NUM_CLASSES = len(LABELS)
 
 
@@ -141,14 +174,14 @@ def count_trainable(model):
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
-# 04_finetune_classify.ipynb, cell 36 (section "4. Which position to classify from")
+# 04_finetune_classify.ipynb, cell 41 (section "4. Which position to classify from")
 def last_token_logits(model, input_ids, lengths):
     """The class scores at each row's last real token: (batch, num_classes)."""
     logits = model(input_ids)  # (batch, n_tokens, num_classes)
     return logits[torch.arange(input_ids.shape[0], device=input_ids.device), lengths - 1]
 
 
-# 04_finetune_classify.ipynb, cell 40 (section "5. Loss and accuracy")
+# 04_finetune_classify.ipynb, cell 45 (section "5. Loss and accuracy")
 def calc_loss_batch_cls(input_batch, label_batch, length_batch, model, device):
     logits = last_token_logits(model, input_batch.to(device), length_batch.to(device))
     return F.cross_entropy(logits, label_batch.to(device))
@@ -183,7 +216,7 @@ def calc_accuracy_loader(data_loader, model, device, num_batches=None):
     return (predictions == labels).float().mean().item()
 
 
-# 04_finetune_classify.ipynb, cell 45 (section "6. Fine-tuning")
+# 04_finetune_classify.ipynb, cell 50 (section "6. Fine-tuning")
 def train_classifier(model, train_loader, val_loader, optimizer, device, num_epochs, eval_freq, eval_iter):
     """Fine-tune; return the history of losses (every eval_freq steps) and accuracies (every epoch)."""
     history = {"examples_seen": [], "train_loss": [], "val_loss": [], "train_accuracy": [], "val_accuracy": []}
@@ -219,7 +252,7 @@ def train_classifier(model, train_loader, val_loader, optimizer, device, num_epo
     return history
 
 
-# 04_finetune_classify.ipynb, cell 52 (section "6. Fine-tuning")
+# 04_finetune_classify.ipynb, cell 57 (section "6. Fine-tuning")
 def plot_classifier_history(history, path=None):
     figure, (loss_axis, accuracy_axis) = plt.subplots(1, 2, figsize=(10, 3.5))
     # Training dashed, validation solid, as in every loss plot of the series (02's plot_losses).
@@ -238,7 +271,7 @@ def plot_classifier_history(history, path=None):
     plt.show()
 
 
-# 04_finetune_classify.ipynb, cell 62 (section "7. How good is it?")
+# 04_finetune_classify.ipynb, cell 67 (section "7. How good is it?")
 def classification_metrics(predictions, labels, positive=1):
     """Confusion matrix (rows: true class, columns: predicted) and precision, recall, F1 for `positive`."""
     confusion = torch.zeros(NUM_CLASSES, NUM_CLASSES, dtype=torch.long)
@@ -267,7 +300,7 @@ def plot_confusion(confusion, path=None):
     plt.show()
 
 
-# 04_finetune_classify.ipynb, cell 66 (section "8. Classifying new text")
+# 04_finetune_classify.ipynb, cell 74 (section "8. Classifying new text")
 @torch.inference_mode()
 def classify_text(text, model, tokenizer, device="cpu", max_length=None, labels=LABELS):
     """(label, probability of that label) for one text."""
@@ -285,7 +318,7 @@ def classify_text(text, model, tokenizer, device="cpu", max_length=None, labels=
     return labels[best], probabilities[best].item()
 
 
-# 04_finetune_classify.ipynb, cell 75 (section "10. Optional: LoRA")
+# 04_finetune_classify.ipynb, cell 83 (section "10. Optional: LoRA")
 class LoRALayer(nn.Module):
     """The low-rank update x -> (alpha / rank) * x A B."""
 

@@ -194,3 +194,32 @@ def test_make_classifier_draws_its_head_from_its_own_seed_and_leaves_the_global_
     again = nb04.make_classifier(GPTModel(config)).out_head.weight
     assert torch.equal(torch.rand(3), expected_next)  # the head's draws came from elsewhere
     assert torch.equal(first, again) and not torch.equal(first, nb04.make_classifier(GPTModel(config), seed=1).out_head.weight)
+
+
+# ---- 04, section 3: zero-shot answers ------------------------------------------------------------------------
+
+def test_answer_log_probabilities_sum_the_answer_tokens_read_one_answer_at_a_time(nb01, nb04):
+    torch.manual_seed(0)
+    model = nb01.GPTModel(nb01.GPTConfig(vocab_size=50257, context_length=64, emb_dim=32, n_heads=2, n_layers=2,
+                                         drop_rate=0.0)).eval()
+    tokenizer = nb01.load_gpt2_tokenizer()
+    prompt, answers = 'Text message: "free prize, call now"\nIs it spam? Answer:', (" not spam", " spam", " maybe so")
+    scores = nb04.answer_log_probabilities(model, tokenizer, prompt, answers, "cpu")
+    prompt_ids = tokenizer.encode(prompt)
+    with torch.inference_mode():
+        for answer, score in zip(answers, scores):  # each answer alone, unpadded, token by token
+            ids = prompt_ids + tokenizer.encode(answer)
+            log_probs = torch.log_softmax(model(torch.tensor([ids]))[0], dim=-1)
+            expected = sum(log_probs[position - 1, ids[position]].item() for position in range(len(prompt_ids), len(ids)))
+            assert score == pytest.approx(expected, abs=1e-4)
+    # Answers of one token each, so that a random model's choice varies from text to text
+    texts = ["free prize, call now", "see you at six", "WIN cash", "ok lar", "Call 0800 now", "love you"]
+    template, one_token_answers = 'Text message: "{text}"\nIs it spam? Answer:', (" no", " yes", " maybe")
+    expected = []
+    for text in texts:
+        text_scores = nb04.answer_log_probabilities(model, tokenizer, template.format(text=text), one_token_answers, "cpu")
+        expected.append(max(range(3), key=text_scores.__getitem__))
+    assert len(set(expected)) > 1  # (else a mix-up of the texts' order could go unnoticed)
+    predictions = nb04.zero_shot_predict(model, tokenizer, texts, "cpu", prompt=template, answers=one_token_answers)
+    assert predictions.tolist() == expected
+    assert nb04.ZERO_SHOT_ANSWERS == (" not spam", " spam")  # in the order of LABELS: class 0 ham, class 1 spam
