@@ -12,18 +12,20 @@ __all__ = [
     "new_history", "record", "train_model_simple", "plot_losses", "reinit_embeddings", "learning_rate_at",
     "content_sha256", "save_checkpoint", "checksum_path", "is_distributed", "is_main_process", "unwrap_model",
     "MUST_MATCH", "MAY_CHANGE", "TrainingSettings", "accumulate_gradients", "train_model_improved",
-    "top_k_filter", "top_p_filter", "cached_attention", "forward_with_cache", "sample_next_token", "check_prompt",
-    "check_decoding_options", "generate", "KVCache", "padding_and_positions", "forward_into_cache",
-    "generate_batch", "bf16_weights", "load_checkpoint", "check_checkpoint", "config_from_checkpoint",
-    "model_from_checkpoint", "check_resumable", "process_rng_states", "restore_rng_state", "save_for_resuming",
-    "resume_training", "setup_distributed", "distributed_loader", "fast_dropout", "FastDropout",
-    "causal_attention_with_dropout", "FastCausalSelfAttention", "with_fast_dropout",
+    "top_k_filter", "top_p_filter", "penalize_repetition", "cached_attention", "forward_with_cache",
+    "sample_next_token", "check_prompt", "check_decoding_options", "generate", "beam_search", "KVCache",
+    "padding_and_positions", "forward_into_cache", "generate_batch", "bf16_weights", "load_checkpoint",
+    "check_checkpoint", "config_from_checkpoint", "model_from_checkpoint", "check_resumable",
+    "process_rng_states", "restore_rng_state", "save_for_resuming", "resume_training", "setup_distributed",
+    "distributed_loader", "fast_dropout", "FastDropout", "causal_attention_with_dropout",
+    "FastCausalSelfAttention", "with_fast_dropout", "reuse_freed_memory",
 ]
 
 
 # 02_pretraining.ipynb, cell 5 (section "Setup")
 import contextlib
 import copy
+import ctypes
 import errno
 import hashlib
 import math
@@ -459,7 +461,16 @@ def top_p_filter(probabilities, top_p):
     return kept / kept.sum(dim=-1, keepdim=True)
 
 
-# 02_pretraining.ipynb, cell 86 (section "8. A key/value cache for fast generation")
+# 02_pretraining.ipynb, cell 86 (section "A penalty for repeating")
+def penalize_repetition(scores, token_ids, penalty):
+    """Make the tokens already in each row of token_ids (batch, n_tokens) less likely in scores (batch, vocab):
+    divide their scores by `penalty` where positive, multiply where negative (CTRL's repetition penalty)."""
+    seen = scores.gather(1, token_ids)
+    seen = torch.where(seen < 0, seen * penalty, seen / penalty)
+    return scores.scatter(1, token_ids, seen)
+
+
+# 02_pretraining.ipynb, cell 90 (section "8. A key/value cache for fast generation")
 def cached_attention(attn, x, layer_cache):
     """CausalSelfAttention `attn` on new tokens x, attending also to the cached (keys, values) of earlier ones."""
     batch, n_new, emb_dim = x.shape
@@ -495,7 +506,7 @@ def forward_with_cache(model, token_ids, cache=None):
     return model.out_head(model.final_norm(x)), new_cache
 
 
-# 02_pretraining.ipynb, cell 90 (section "One `generate` for everything")
+# 02_pretraining.ipynb, cell 94 (section "One `generate` for everything")
 def sample_next_token(logits, temperature=0.0, top_k=None, top_p=None, generator=None):
     """Pick the next token from (batch, vocab) logits: greedy if temperature == 0, else sample."""
     # Below the smallest normal number of the logits' dtype (1.2e-38 in float32) a temperature can round to
@@ -541,11 +552,13 @@ def check_decoding_options(vocab_size, temperature, top_k, top_p, eos_id):
 
 @torch.inference_mode()
 def generate(model, token_ids, max_new_tokens, context_length=None, temperature=0.0, top_k=None, top_p=None,
-             eos_id=None, use_cache=True, seed=None):
+             eos_id=None, use_cache=True, seed=None, repetition_penalty=1.0):
     """Extend `token_ids` (batch, n_tokens) by up to `max_new_tokens` tokens."""
     vocab_size = model.cfg.vocab_size
     check_prompt(token_ids, vocab_size)
     check_decoding_options(vocab_size, temperature, top_k, top_p, eos_id)
+    if not repetition_penalty > 0:  # written so that NaN fails too
+        raise ValueError(f"repetition_penalty must be > 0 (1 changes nothing), got {repetition_penalty}")
     if context_length is not None and context_length < 1:
         raise ValueError(f"context_length must be at least 1 (or None for the model's), got {context_length}")
     context_length = min(context_length or model.cfg.context_length, model.cfg.context_length)
@@ -559,7 +572,10 @@ def generate(model, token_ids, max_new_tokens, context_length=None, temperature=
             logits, cache = forward_with_cache(model, token_ids[:, -context_length:])
         else:
             logits, cache = forward_with_cache(model, token_ids[:, -1:], cache)
-        next_token = sample_next_token(logits[:, -1], temperature, top_k, top_p, generator)
+        next_logits = logits[:, -1]
+        if repetition_penalty != 1.0:  # (section 7) on the raw logits, before temperature and the filters
+            next_logits = penalize_repetition(next_logits, token_ids, repetition_penalty)
+        next_token = sample_next_token(next_logits, temperature, top_k, top_p, generator)
         if eos_id is not None:
             next_token = next_token.masked_fill(finished.unsqueeze(1), eos_id)
             finished |= next_token.squeeze(1) == eos_id
@@ -569,7 +585,54 @@ def generate(model, token_ids, max_new_tokens, context_length=None, temperature=
     return token_ids
 
 
-# 02_pretraining.ipynb, cell 101 (section "Many prompts at once, and a cache written in place")
+# 02_pretraining.ipynb, cell 105 (section "Beam search")
+@torch.inference_mode()
+def beam_search(model, token_ids, max_new_tokens, num_beams=4, length_penalty=1.0, early_stopping=False,
+                eos_id=None, repetition_penalty=1.0):
+    """The best continuation of one prompt (1, n_tokens) that beam search finds: (1, n_tokens + its new tokens)."""
+    vocab_size, context_length = model.cfg.vocab_size, model.cfg.context_length  # (the head's outputs: vocab_size)
+    check_prompt(token_ids, vocab_size)
+    check_decoding_options(vocab_size, 0.0, None, None, eos_id)
+    if token_ids.shape[0] != 1:
+        raise ValueError(f"beam_search continues one prompt, shape (1, n_tokens); got {token_ids.shape[0]} rows")
+    if num_beams < 2 or early_stopping not in (True, False, "never") or not repetition_penalty > 0:
+        raise ValueError(f"need num_beams >= 2 (one beam is greedy decoding: generate), early_stopping True, False "
+                         f"or 'never', repetition_penalty > 0; got {num_beams}, {early_stopping!r}, {repetition_penalty}")
+    beams = token_ids  # the running beams, (n_beams, n_tokens): at first the prompt alone
+    beam_scores = torch.zeros(1, device=token_ids.device)  # the sum of each beam's log-probabilities (float32)
+    finished = []  # the best num_beams finished texts so far, as (score, token ids), best first
+    for step in range(max_new_tokens):
+        n_new = step + 1  # the new tokens of a text extended now
+        log_probs = torch.log_softmax(model(beams[:, -context_length:])[:, -1].float(), dim=-1)
+        if repetition_penalty != 1.0:
+            log_probs = penalize_repetition(log_probs, beams, repetition_penalty)
+        totals = (beam_scores[:, None] + log_probs).flatten()  # every beam extended by every token
+        best_totals, best_indices = totals.topk(min(2 * num_beams, totals.numel()))
+        last_step = n_new == max_new_tokens
+        next_beams, next_scores = [], []
+        for rank, (total, index) in enumerate(zip(best_totals, best_indices.tolist())):
+            beam, token = divmod(index, vocab_size)
+            text = torch.cat([beams[beam], token_ids.new_tensor([token])])
+            if last_step or token == eos_id:  # finished: never extended again
+                if rank < num_beams:  # only the best num_beams extensions may finish
+                    finished.append((total / n_new ** length_penalty, text))
+            elif len(next_beams) < num_beams:
+                next_beams.append(text)
+                next_scores.append(total)
+        finished = sorted(finished, key=lambda scored: scored[0].item(), reverse=True)[:num_beams]
+        if last_step:
+            break
+        beams, beam_scores = torch.stack(next_beams), torch.stack(next_scores)
+        if len(finished) == num_beams:  # may a running beam still beat the worst finished text?
+            if early_stopping is True:
+                break
+            longest = max_new_tokens if early_stopping == "never" and length_penalty > 0 else n_new
+            if beam_scores[0] / longest ** length_penalty <= finished[-1][0]:
+                break
+    return finished[0][1].unsqueeze(0) if finished else token_ids
+
+
+# 02_pretraining.ipynb, cell 110 (section "Many prompts at once, and a cache written in place")
 class KVCache:
     """Keys and values of every block for a batch of sequences, allocated once for `max_tokens` tokens and
     written in place: each step fills the next free slots. `is_token` is False where a row is padded."""
@@ -595,7 +658,7 @@ def padding_and_positions(is_token, start):
     return positions, allowed
 
 
-# 02_pretraining.ipynb, cell 105 (section "Many prompts at once, and a cache written in place")
+# 02_pretraining.ipynb, cell 114 (section "Many prompts at once, and a cache written in place")
 def forward_into_cache(model, token_ids, is_token, cache):
     """Logits at the last slot of token_ids (batch, n_new), which follow the tokens in `cache`; writes their
     keys and values into it. is_token (batch, n_new): False where a row is padded. For inference only."""
@@ -619,7 +682,7 @@ def forward_into_cache(model, token_ids, is_token, cache):
     return model.out_head(model.final_norm(x[:, -1]))  # the last slot only: (batch, vocab_size)
 
 
-# 02_pretraining.ipynb, cell 107 (section "Many prompts at once, and a cache written in place")
+# 02_pretraining.ipynb, cell 116 (section "Many prompts at once, and a cache written in place")
 @torch.inference_mode()
 def generate_batch(model, prompts, max_new_tokens, temperature=0.0, top_k=None, top_p=None, eos_id=None,
                    seed=None):
@@ -674,7 +737,7 @@ def generate_batch(model, prompts, max_new_tokens, temperature=0.0, top_k=None, 
     return outputs
 
 
-# 02_pretraining.ipynb, cell 115 (section "bf16 weights, where they read faster")
+# 02_pretraining.ipynb, cell 124 (section "bf16 weights, where they read faster")
 def bf16_weights(model):
     """A copy of `model` whose linear layers hold bf16 weights and biases, for generate_batch."""
     # copy.deepcopy takes an object's copy from `memo` where it holds one: the linear layers' float32 weights
@@ -686,7 +749,7 @@ def bf16_weights(model):
     return copy.deepcopy(model, memo=bf16_versions)
 
 
-# 02_pretraining.ipynb, cell 121 (section "9. Checkpoints: load for inference, resume training")
+# 02_pretraining.ipynb, cell 130 (section "9. Checkpoints: load for inference, resume training")
 def load_checkpoint(path, device="cpu"):
     """Read a checkpoint written by save_checkpoint, safely (tensors and plain values only), and check it
     (check_checkpoint); a ValueError naming the file if it holds code, is damaged, or is no such checkpoint."""
@@ -770,7 +833,7 @@ def model_from_checkpoint(checkpoint, device="cpu"):
     return model
 
 
-# 02_pretraining.ipynb, cell 125 (section "9. Checkpoints: load for inference, resume training")
+# 02_pretraining.ipynb, cell 134 (section "9. Checkpoints: load for inference, resume training")
 def check_resumable(checkpoint, model, optimizer, schedule):
     """Raise ValueError, naming what differs, unless train_model_improved can continue `checkpoint` with this
     model (the GPTModel), optimizer and schedule (the dict TrainingSettings.schedule gives); change nothing."""
@@ -806,7 +869,7 @@ def check_resumable(checkpoint, model, optimizer, schedule):
                          f"{own_groups}: build the optimizer as the run did (make_optimizer)")
 
 
-# 02_pretraining.ipynb, cell 127 (section "9. Checkpoints: load for inference, resume training")
+# 02_pretraining.ipynb, cell 136 (section "9. Checkpoints: load for inference, resume training")
 def process_rng_states():
     """In a distributed run, every process's random state, by rank; None in a single process. Every
     process must call it (it gathers from all of them)."""
@@ -860,7 +923,7 @@ def resume_training(checkpoint, model, optimizer, scaler, schedule):
             checkpoint["epoch"] + 1)
 
 
-# 02_pretraining.ipynb, cell 134 (section "10. Several GPUs: distributed data parallel")
+# 02_pretraining.ipynb, cell 143 (section "10. Several GPUs: distributed data parallel")
 def setup_distributed(use_cuda=None):
     """Join the process group that torchrun describes in the environment; return this process's device:
     its own GPU (NCCL), or the CPU (gloo). use_cuda: None means "where PyTorch sees a GPU". Outside
@@ -888,7 +951,7 @@ def distributed_loader(dataset, batch_size, seed=0):
     return DataLoader(dataset, batch_size=batch_size, sampler=sampler, drop_last=True)
 
 
-# 02_pretraining.ipynb, cell 137 (section "Appendix: a cheaper dropout draw on the CPU")
+# 02_pretraining.ipynb, cell 146 (section "Appendix: a cheaper dropout draw on the CPU")
 def fast_dropout(x, p, training=True):
     """Dropout: zero each entry with probability p, scale the others by 1/(1 - p). Cheaper on the CPU."""
     if not training or p == 0.0:
@@ -916,7 +979,7 @@ def causal_attention_with_dropout(queries, keys, values, p):
     return fast_dropout(weights, p) @ values
 
 
-# 02_pretraining.ipynb, cell 143 (section "Appendix: a cheaper dropout draw on the CPU")
+# 02_pretraining.ipynb, cell 152 (section "Appendix: a cheaper dropout draw on the CPU")
 class FastCausalSelfAttention(CausalSelfAttention):
     """CausalSelfAttention whose attention dropout, when training on a CPU, uses fast_dropout."""
 
@@ -941,3 +1004,23 @@ def with_fast_dropout(model):
         if type(module) in fast_forms:
             module.__class__ = fast_forms[type(module)]
     return model
+
+
+# 02_pretraining.ipynb, cell 157 (section "Appendix: keeping freed memory for reuse (Linux)")
+def reuse_freed_memory(keep_bytes=1 << 30):
+    """Make glibc's malloc keep freed memory for reuse instead of returning it to the system (Linux).
+
+    Large blocks come from malloc's own heap (M_MMAP_MAX = 0) rather than fresh pages from the operating
+    system, and freed memory stays there up to keep_bytes (M_TRIM_THRESHOLD), so a training step reuses
+    what the previous one freed. For the rest of the process; results are unchanged. Returns True where
+    applied, False where the C library is not glibc (macOS, Windows, musl-based Linux): nothing changes there.
+    """
+    if not 0 <= keep_bytes < 2**31:  # mallopt takes a C int: a larger number would wrap around
+        raise ValueError(f"keep_bytes must be from 0 to 2**31 - 1, got {keep_bytes}")
+    try:
+        os.confstr("CS_GNU_LIBC_VERSION")  # only glibc answers this
+    except (AttributeError, ValueError, OSError):
+        return False
+    mallopt = ctypes.CDLL(None).mallopt  # the C library this process already runs with
+    M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4  # glibc's <malloc.h>
+    return mallopt(M_MMAP_MAX, 0) == 1 and mallopt(M_TRIM_THRESHOLD, keep_bytes) == 1

@@ -145,8 +145,8 @@ def run_pretrain(arguments):
 
     from gpt2_from_scratch.architecture import GPTModel  # 01, section 5
     from gpt2_from_scratch.pretraining import (is_main_process, load_checkpoint, make_optimizer, pick_precision,
-                                               setup_distributed, train_model_improved,
-                                               with_fast_dropout)  # 02, sections 4, 6, 9, 10 and the appendix
+                                               reuse_freed_memory, setup_distributed, train_model_improved,
+                                               with_fast_dropout)  # 02, sections 4, 6, 9, 10 and the appendices
 
     if arguments.stop_after_epoch is not None and not 0 <= arguments.stop_after_epoch < arguments.epochs:
         raise UsageError(f"--stop-after-epoch must be from 0 to {arguments.epochs - 1} (--epochs {arguments.epochs}); "
@@ -165,6 +165,7 @@ def run_pretrain(arguments):
             device = torch.device("cuda" if use_cuda else "cpu")
         settings = training_settings(arguments, pick_precision(device) if arguments.precision == "auto"
                                      else arguments.precision)
+        reuse_freed_memory()  # 02's appendix: each step reuses the memory the last one freed (glibc; else nothing)
         torch.manual_seed(arguments.seed)  # the same initial weights in every process
         tokenizer = repository_tokenizer()
         train_loader, val_loader = training_data(arguments, text, tokenizer, config, distributed)

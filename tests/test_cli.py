@@ -58,6 +58,16 @@ def test_pretrains_options_are_the_loops_settings():
     assert {name: TRAINING_OPTIONS[name][1].get("default") for name in defaults} == defaults
 
 
+@pytest.fixture(scope="module", autouse=True)
+def allocator_calls():
+    """pretrain runs in this process here: it records its call of 02's reuse_freed_memory instead of changing
+    the allocator of the whole test session (tests/test_reuse_freed_memory.py tests the setting itself)."""
+    calls = []
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("gpt2_from_scratch.pretraining.reuse_freed_memory", lambda: calls.append("called") or True)
+        yield calls
+
+
 @pytest.fixture(scope="module")
 def text(tmp_path_factory):
     path = tmp_path_factory.mktemp("text") / "story.txt"
@@ -75,6 +85,10 @@ def pretrained(text, tmp_path_factory):
         assert main(["pretrain", "--text", str(text), "--out-dir", str(run / "out"), *TINY_RUN,
                      "--epochs", "2"]) == 0
     return run / "out"
+
+
+def test_pretrain_keeps_freed_memory_for_reuse(pretrained, allocator_calls):
+    assert allocator_calls  # 02's appendix: a training step then reuses what the last one freed
 
 
 def test_pretrain_writes_its_checkpoints_and_history_into_the_output_folder_only(pretrained):
