@@ -7,7 +7,9 @@
     python benchmarks/bench.py --sections evaluation --eval-prompts 16 --eval-sizes 124M   # a part only
 
 Sections (--sections, all by default):
-- training: tokens/s of a training step, fp32 and (where pick_precision says so) bf16 or fp16 autocast;
+- training: tokens/s of a training step, fp32 and (where pick_precision says so) bf16 or fp16 autocast, with
+  the allocator as it is and again, in a child process, after 02's reuse_freed_memory (glibc keeps freed
+  memory for the next step; a setting for the whole process, so it cannot run beside the other sections);
 - generation: greedy tokens/s at batch 1 (ours before: generate, its cache grown by concatenation; ours
   after: generate_batch, its cache written in place; Hugging Face's generate) and at batch 8 (prompts of 8
   lengths, left-padded), in fp32 and with bf16 weights (bf16_weights) where pick_precision says bf16;
@@ -135,6 +137,32 @@ def time_training(smoke, device, repeats):
     return rows, note
 
 
+# time_training again in a child process that first keeps freed memory for reuse. The setting lasts for the
+# whole process, so it must not reach the other sections (nor the tests that run this script's smoke run).
+TRAINING_REUSING_FREED_MEMORY = textwrap.dedent("""
+    import importlib.util, json, sys
+    import torch
+    from gpt2_from_scratch.pretraining import reuse_freed_memory
+    spec = importlib.util.spec_from_file_location("bench", {bench_path!r})
+    bench = sys.modules["bench"] = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    rows = bench.time_training({smoke!r}, torch.device({device!r}), {repeats!r})[0] if reuse_freed_memory() else []
+    print(json.dumps(rows))
+""")
+
+
+def time_training_reusing_freed_memory(smoke, device, repeats):
+    """time_training's rows, measured after 02's reuse_freed_memory in a child process, each named "<who>, freed
+    memory reused"; none where the C library is not glibc (the setting does nothing there)."""
+    script = TRAINING_REUSING_FREED_MEMORY.format(bench_path=str(Path(__file__).resolve()), smoke=smoke,
+                                                  device=str(device), repeats=repeats)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    rows = json.loads(result.stdout.strip().splitlines()[-1])
+    for row in rows:
+        row["what"] += ", freed memory reused"
+    return rows
+
+
 # --- 2. generation and 3. evaluation: in bench_generation.py ----------------------------------------------
 
 
@@ -231,10 +259,11 @@ def machine_description(device):
 
 
 def ratio_text(rows, row):
-    """The row's ratios to what it is measured against. Training (ours): Hugging Face in the same precision, our
-    fp32. Generation (ours after): Hugging Face at the same batch and precision; at batch 1 in fp32 ours before;
-    with bf16 weights our fp32; at batch 8 our batch 1. Evaluation (after): before, for the same size; with
-    bf16 weights our fp32 after. A figure not measured in this run gives no ratio."""
+    """The row's ratios to what it is measured against. Training (ours): Hugging Face in the same precision and
+    allocator setting, our fp32, and (freed memory reused) ours without; Hugging Face with freed memory reused:
+    its own without. Generation (ours after): Hugging Face at the same batch and precision; at batch 1 in fp32
+    ours before; with bf16 weights our fp32; at batch 8 our batch 1. Evaluation (after): before, for the same
+    size; with bf16 weights our fp32 after. A figure not measured in this run gives no ratio."""
     section, precision, what, value = row["section"], row["precision"], row["what"], row["value"]
 
     def find(precision, what):
@@ -247,10 +276,15 @@ def ratio_text(rows, row):
         if other:
             parts.append(template.format(value / other))
 
-    if section == "training" and what == "ours":
-        add(find(precision, "Hugging Face"), "{:.2f}x Hugging Face")
+    if section == "training" and what.startswith("ours"):
+        reused = what.removeprefix("ours")  # "" or ", freed memory reused"
+        add(find(precision, "Hugging Face" + reused), "{:.2f}x Hugging Face" + (" (reusing too)" if reused else ""))
+        if reused:
+            add(find(precision, "ours"), "{:.2f}x ours with the allocator as is")
         if precision != "fp32":
-            add(find("fp32", "ours"), "{:.2f}x our fp32")
+            add(find("fp32", what), "{:.2f}x our fp32")
+    if section == "training" and what == "Hugging Face, freed memory reused":
+        add(find(precision, "Hugging Face"), "{:.2f}x Hugging Face with the allocator as is")
     if section == "generation" and what.endswith("after: generate_batch"):
         batch = what.split(",")[0]  # "batch 1" or "batch 8"
         add(find(precision, what.replace("after: generate_batch", "Hugging Face generate")), "{:.2f}x Hugging Face")
@@ -366,7 +400,11 @@ def main(argv=None):
     with tempfile.TemporaryDirectory(prefix="gpt2-bench-") as work_dir:
         if "training" in args.sections:
             section_rows, notes["training"] = time_training(args.smoke, device, repeats)
-            rows += section_rows
+            reusing = time_training_reusing_freed_memory(args.smoke, device, repeats)
+            rows += section_rows + reusing
+            if reusing:
+                notes["training"] += ("; '..., freed memory reused': measured again, in a child process, after 02's "
+                                      "reuse_freed_memory (glibc's malloc keeps freed memory for the next step)")
         if "generation" in args.sections:
             section_rows, notes["generation"] = time_generation(args.smoke, device, repeats)
             rows += section_rows

@@ -152,7 +152,7 @@ def zero_shot_predict(model, tokenizer, texts, device, prompt=ZERO_SHOT_PROMPT, 
     return torch.tensor(predictions)
 
 
-# 04_finetune_classify.ipynb, cell 36 (section "Before fine-tuning: asking the language model")
+# 04_finetune_classify.ipynb, cell 36 (section "A two-class head")
 NUM_CLASSES = len(LABELS)
 
 

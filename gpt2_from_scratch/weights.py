@@ -328,7 +328,8 @@ def write_gpt2_weights(params, hparams, models_dir, model_size, source=None):
 def logit_lens(model, token_ids):
     """Next-token logits read out of the residual stream through the final layer norm and the output head,
     before the first block (the embeddings) and after each block: (n_layers + 1, batch, n_tokens, vocab_size).
-    The last readout is the model's own output. No dropout is applied: call it on a model in eval mode."""
+    The last readout is the model's own output. Call it on a model in eval mode (in training mode the blocks'
+    dropout would apply)."""
     positions = torch.arange(token_ids.shape[1], device=token_ids.device)
     hidden = model.tok_emb(token_ids) + model.pos_emb(positions)
     readouts = [model.out_head(model.final_norm(hidden))]
