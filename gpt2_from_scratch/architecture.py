@@ -11,8 +11,8 @@ __all__ = [
     "BytePairTokenizer", "learn_bpe_merges", "SlidingWindowDataset", "create_dataloader", "SelfAttention",
     "CausalAttention", "MultiHeadAttention", "CausalSelfAttention", "load_mha_into_fused",
     "milliseconds_per_call", "LayerNorm", "GELU", "FeedForward", "DeepStack", "weight_gradients", "GPT2_PRESETS",
-    "GPTConfig", "TransformerBlock", "GPTModel", "count_parameters", "parameter_count", "TINY_CONFIG",
-    "generate_greedy", "attention_weights", "plot_attention_heads",
+    "GPTConfig", "TransformerBlock", "GPTModel", "count_parameters", "parameter_count", "flops_per_token",
+    "kv_cache_bytes_per_token", "TINY_CONFIG", "generate_greedy", "attention_weights", "plot_attention_heads",
 ]
 
 
@@ -503,11 +503,28 @@ def parameter_count(cfg):
         return count_parameters(GPTModel(cfg))
 
 
-# 01_architecture.ipynb, cell 99 (section "5.2 A forward pass")
+# 01_architecture.ipynb, cell 100 (section "What a token costs: computation and cache memory")
+def flops_per_token(cfg, n_tokens, training=False):
+    """Model FLOPs per token of GPTModel(cfg) when each token attends to n_tokens positions: 2 per weight of
+    every linear layer (the output head included) and 4 x n_layers x n_tokens x emb_dim for attention's two
+    products; a training step (forward and backward) costs 3 times a forward pass."""
+    with torch.device("meta"):
+        model = GPTModel(cfg)
+    linear_weights = sum(module.weight.numel() for module in model.modules() if isinstance(module, nn.Linear))
+    forward = 2 * linear_weights + 4 * cfg.n_layers * n_tokens * cfg.emb_dim
+    return 3 * forward if training else forward
+
+
+def kv_cache_bytes_per_token(cfg, bytes_per_value=4):
+    """The memory a key/value cache holds per token: a key and a value of emb_dim numbers in every layer."""
+    return 2 * cfg.n_layers * cfg.emb_dim * bytes_per_value
+
+
+# 01_architecture.ipynb, cell 107 (section "5.2 A forward pass")
 TINY_CONFIG = GPTConfig(context_length=64, emb_dim=64, n_heads=4, n_layers=2)  # the smoke profile's model
 
 
-# 01_architecture.ipynb, cell 107 (section "5.3 Generating text")
+# 01_architecture.ipynb, cell 115 (section "5.3 Generating text")
 @torch.inference_mode()
 def generate_greedy(model, token_ids, max_new_tokens, context_length=None):
     """Append `max_new_tokens` tokens to `token_ids` (batch, n_tokens), each the most likely next token."""
@@ -521,7 +538,7 @@ def generate_greedy(model, token_ids, max_new_tokens, context_length=None):
     return token_ids
 
 
-# 01_architecture.ipynb, cell 112 (section "6. A look inside: attention heatmaps")
+# 01_architecture.ipynb, cell 120 (section "6. A look inside: attention heatmaps")
 @torch.no_grad()
 def attention_weights(attn, x):
     """Attention weights (batch, n_heads, n_tokens, n_tokens) of a CausalSelfAttention on input x."""
