@@ -52,6 +52,7 @@ import torch
 import torch.nn.functional as F
 
 from gpt2_from_scratch.architecture import GPT2_PRESETS, GPTModel
+from gpt2_from_scratch.architecture import flops_per_token as count_flops_per_token  # 01, section 5.1
 from gpt2_from_scratch.pretraining import autocast, make_optimizer, pick_precision, with_fast_dropout
 from gpt2_from_scratch.weights import hparams_from_config, random_gpt2_params, write_gpt2_checkpoint
 from gpt2_support.files import atomic_write_path
@@ -99,10 +100,9 @@ def time_training(smoke, device, repeats):
     best = pick_precision(device)
     if best != "fp32":  # (a tiny model gains nothing from it, but the smoke run checks every path of the script)
         precisions.append(best)
-    # Model FLOPs per token: 6 per weight of the matrix products (forward 2, backward 4) and attention's
-    # 12 x layers x tokens x emb_dim (its score and weighted-sum products, causal mask not subtracted)
-    cfg = ours.cfg
-    flops_per_token = 6 * linear_weights(ours)[0] + 12 * cfg.n_layers * n_tokens * cfg.emb_dim
+    # Model FLOPs per token, 01's count (section 5.1): 6 per weight of the matrix products (forward 2, backward 4)
+    # and attention's 12 x layers x tokens x emb_dim (its score and weighted-sum products, causal mask not subtracted)
+    flops_per_token = count_flops_per_token(ours.cfg, n_tokens, training=True)
     rows = []
     for precision in precisions:
         steps = {}
