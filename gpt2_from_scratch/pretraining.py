@@ -8,17 +8,17 @@ markdown cells included) and its section.
 
 __all__ = [
     "text_to_token_ids", "token_ids_to_text", "calc_loss_batch", "calc_loss_loader", "pick_precision",
-    "AUTOCAST_DTYPES", "autocast", "make_optimizer", "evaluate_model", "generate_sample", "print_samples",
-    "new_history", "record", "train_model_simple", "plot_losses", "reinit_embeddings", "learning_rate_at",
-    "content_sha256", "save_checkpoint", "checksum_path", "is_distributed", "is_main_process", "unwrap_model",
-    "MUST_MATCH", "MAY_CHANGE", "TrainingSettings", "accumulate_gradients", "train_model_improved",
-    "top_k_filter", "top_p_filter", "penalize_repetition", "cached_attention", "forward_with_cache",
-    "sample_next_token", "check_prompt", "check_decoding_options", "generate", "beam_search", "KVCache",
-    "padding_and_positions", "forward_into_cache", "generate_batch", "bf16_weights", "load_checkpoint",
-    "check_checkpoint", "config_from_checkpoint", "model_from_checkpoint", "check_resumable",
-    "process_rng_states", "restore_rng_state", "save_for_resuming", "resume_training", "setup_distributed",
-    "distributed_loader", "fast_dropout", "FastDropout", "causal_attention_with_dropout",
-    "FastCausalSelfAttention", "with_fast_dropout", "reuse_freed_memory",
+    "AUTOCAST_DTYPES", "autocast", "evaluate_model", "generate_sample", "print_samples", "new_history", "record",
+    "train_model_simple", "parameter_groups", "make_optimizer", "add_perplexity_axis", "plot_losses",
+    "reinit_embeddings", "learning_rate_at", "content_sha256", "save_checkpoint", "checksum_path",
+    "is_distributed", "is_main_process", "unwrap_model", "MUST_MATCH", "MAY_CHANGE", "TrainingSettings",
+    "accumulate_gradients", "train_model_improved", "training_memory", "top_k_filter", "top_p_filter",
+    "penalize_repetition", "cached_attention", "forward_with_cache", "sample_next_token", "check_prompt",
+    "check_decoding_options", "generate", "beam_search", "KVCache", "padding_and_positions", "forward_into_cache",
+    "generate_batch", "bf16_weights", "load_checkpoint", "check_checkpoint", "config_from_checkpoint",
+    "model_from_checkpoint", "check_resumable", "process_rng_states", "restore_rng_state", "save_for_resuming",
+    "resume_training", "setup_distributed", "distributed_loader", "fast_dropout", "FastDropout",
+    "causal_attention_with_dropout", "FastCausalSelfAttention", "with_fast_dropout", "reuse_freed_memory",
 ]
 
 
@@ -36,6 +36,8 @@ from dataclasses import asdict, fields
 from pathlib import Path
 
 import matplotlib.pyplot as plt
+import matplotlib.ticker
+import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn as nn
@@ -101,13 +103,6 @@ def autocast(device, precision):
     """A context in which matrix products run in `precision`; for 'fp32' it changes nothing."""
     return torch.autocast(torch.device(device).type, dtype=AUTOCAST_DTYPES.get(precision),
                           enabled=precision in AUTOCAST_DTYPES)
-
-
-def make_optimizer(model, lr, weight_decay):
-    """AdamW over the trainable parameters, fused into one kernel where PyTorch has one (CPU, CUDA)."""
-    parameters = [parameter for parameter in model.parameters() if parameter.requires_grad]
-    fused = parameters[0].device.type in ("cpu", "cuda")
-    return torch.optim.AdamW(parameters, lr=lr, weight_decay=weight_decay, fused=True if fused else None)
 
 
 # 02_pretraining.ipynb, cell 35 (section "5. A simple training loop")
@@ -177,7 +172,46 @@ def train_model_simple(model, train_loader, val_loader, optimizer, device, num_e
     return history
 
 
-# 02_pretraining.ipynb, cell 41 (section "Plotting the losses")
+# 02_pretraining.ipynb, cell 38 (section "Which parameters weight decay pulls towards zero")
+def parameter_groups(model, weight_decay):
+    """AdamW's two parameter groups: every trainable tensor of two or more dimensions (weight matrices and
+    embeddings) decayed by weight_decay, the 1-dimensional ones (biases, layer norms' scales and shifts) not."""
+    trainable = [parameter for parameter in model.parameters() if parameter.requires_grad]
+    return [{"params": [parameter for parameter in trainable if parameter.dim() >= 2], "weight_decay": weight_decay},
+            {"params": [parameter for parameter in trainable if parameter.dim() < 2], "weight_decay": 0.0}]
+
+
+def make_optimizer(model, lr, weight_decay):
+    """AdamW over the trainable parameters, decayed as parameter_groups says, fused into one kernel where
+    PyTorch has one (CPU, CUDA; section 4)."""
+    groups = parameter_groups(model, weight_decay)
+    parameters = groups[0]["params"] + groups[1]["params"]
+    if not parameters:
+        raise ValueError("the model has no trainable parameters (none with requires_grad=True) to optimise")
+    fused = parameters[0].device.type in ("cpu", "cuda")
+    return torch.optim.AdamW(groups, lr=lr, fused=True if fused else None)
+
+
+# 02_pretraining.ipynb, cell 45 (section "Plotting the losses")
+def add_perplexity_axis(axis, label="perplexity"):
+    """A right-hand axis that reads the loss axis as perplexity, exp(loss), with ticks at round perplexities.
+    Call it once the loss axis's limits are final: the ticks are chosen for them."""
+    def loss_of(perplexity):  # the inverse of exp; matplotlib also asks it about 0, which has no logarithm
+        return np.log(np.maximum(perplexity, np.finfo(float).tiny))
+
+    perplexity_axis = axis.secondary_yaxis("right", functions=(np.exp, loss_of))
+    low, high = np.exp(axis.get_ylim())
+    decades = [10.0 ** k for k in range(int(np.floor(np.log10(low))), int(np.ceil(np.log10(high))) + 1)]
+    ticks = [tick for tick in decades if low <= tick <= high]
+    if len(ticks) < 2:  # a narrow range (the zoomed panel): round values inside it instead
+        ticks = [tick for tick in matplotlib.ticker.MaxNLocator(5).tick_values(low, high) if low <= tick <= high]
+    perplexity_axis.set_yticks(ticks)
+    perplexity_axis.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(
+        lambda value, _: f"{value:,.0f}" if value >= 100 else f"{value:.3g}"))
+    perplexity_axis.set_ylabel(label)
+    return perplexity_axis
+
+
 def plot_losses(histories, path=None):
     """Train (dashed) and validation (solid) loss of one or more runs against epochs and tokens seen. With
     several runs, a second panel shows only their validation losses, on a y-range set by the second half of
@@ -191,6 +225,7 @@ def plot_losses(histories, path=None):
         axis.plot(history["epoch"], history["val_loss"], "-", color=color, label=f"{name}: validation")
     axis.set_xlabel("epoch")
     axis.set_ylabel("loss")
+    add_perplexity_axis(axis)
     axis.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2, fontsize="small")  # below, off the curves
     tokens_axis = axis.twiny()  # same curves, labelled in tokens seen
     reference = next(iter(histories.values()))
@@ -204,6 +239,7 @@ def plot_losses(histories, path=None):
         zoom.set_ylim(min(late_losses) - 0.1, max(late_losses) + 0.1)
         zoom.set_xlabel("epoch")
         zoom.set_ylabel("validation loss")
+        add_perplexity_axis(zoom, "validation perplexity")
         zoom.set_title("validation loss only (y-range: each run's second half)")
         zoom.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2, fontsize="small")
     figure.tight_layout()
@@ -213,7 +249,7 @@ def plot_losses(histories, path=None):
     plt.show()
 
 
-# 02_pretraining.ipynb, cell 44 (section "Initialisation matters on a small corpus")
+# 02_pretraining.ipynb, cell 48 (section "Initialisation matters on a small corpus")
 def reinit_embeddings(model, std=1.0):
     """Re-draw the token and position embeddings from N(0, std²); std=1 is PyTorch's nn.Embedding default."""
     if model.cfg.tie_weights:
@@ -225,7 +261,7 @@ def reinit_embeddings(model, std=1.0):
     return model
 
 
-# 02_pretraining.ipynb, cell 52 (section "6. A better loop for the same budget")
+# 02_pretraining.ipynb, cell 56 (section "6. A better loop for the same budget")
 def learning_rate_at(step, total_steps, peak_lr, warmup_steps, initial_lr=1e-5, min_lr=None):
     """Linear warmup from initial_lr to peak_lr, then cosine decay to min_lr (default: 10% of the peak)."""
     min_lr = 0.1 * peak_lr if min_lr is None else min_lr
@@ -235,7 +271,7 @@ def learning_rate_at(step, total_steps, peak_lr, warmup_steps, initial_lr=1e-5, 
     return min_lr + 0.5 * (peak_lr - min_lr) * (1 + math.cos(math.pi * progress))
 
 
-# 02_pretraining.ipynb, cell 55 (section "6. A better loop for the same budget")
+# 02_pretraining.ipynb, cell 59 (section "6. A better loop for the same budget")
 def content_sha256(checkpoint):
     """The SHA-256 of what `checkpoint` holds, in order: each tensor's dtype, shape and bytes, each other
     value's type and repr, each dict's keys. Unlike the SHA-256 of a file, it can be stored in the file."""
@@ -262,7 +298,7 @@ def content_sha256(checkpoint):
     return digest.hexdigest()
 
 
-# 02_pretraining.ipynb, cell 57 (section "6. A better loop for the same budget")
+# 02_pretraining.ipynb, cell 61 (section "6. A better loop for the same budget")
 def save_checkpoint(path, model, optimizer=None, step=None, **extra):
     """Save model, optimizer, config, step and RNG state to `path`, atomically, with the SHA-256 of its
     contents inside (content_sha256, which load_checkpoint checks) and the file's SHA-256 beside it
@@ -302,7 +338,7 @@ def checksum_path(path):
     return Path(path).with_name(Path(path).name + ".sha256")
 
 
-# 02_pretraining.ipynb, cell 59 (section "6. A better loop for the same budget")
+# 02_pretraining.ipynb, cell 63 (section "6. A better loop for the same budget")
 def is_distributed():
     """True in a process started by torchrun that has joined its process group (section 10)."""
     return dist.is_available() and dist.is_initialized()
@@ -318,7 +354,7 @@ def unwrap_model(model):
     return model.module if isinstance(model, DistributedDataParallel) else model
 
 
-# 02_pretraining.ipynb, cell 61 (section "6. A better loop for the same budget")
+# 02_pretraining.ipynb, cell 65 (section "6. A better loop for the same budget")
 from dataclasses import dataclass, field
 
 MUST_MATCH = {"resume": "must match"}  # a resumed run must repeat it: it sets the learning rates or what a step is
@@ -356,7 +392,7 @@ class TrainingSettings:
                     warmup_steps=int(self.warmup_fraction * total_steps))
 
 
-# 02_pretraining.ipynb, cell 63 (section "Gradient accumulation: a larger batch in the same memory")
+# 02_pretraining.ipynb, cell 67 (section "Gradient accumulation: a larger batch in the same memory")
 def accumulate_gradients(model, batches, settings, device, scaler):
     """backward() on the next settings.accumulation_steps batches from the iterator `batches`, each loss divided
     by accumulation_steps, so that .grad holds the gradient of their mean loss; return how many tokens they held
@@ -375,7 +411,7 @@ def accumulate_gradients(model, batches, settings, device, scaler):
     return tokens
 
 
-# 02_pretraining.ipynb, cell 65 (section "The improved loop and its run")
+# 02_pretraining.ipynb, cell 69 (section "The improved loop and its run")
 def train_model_improved(model, train_loader, val_loader, optimizer, device, settings, tokenizer, resume_from=None):
     """train_model_simple plus warmup, cosine decay, gradient clipping, a checkpoint of the best evaluation and
     gradient accumulation, as `settings` (a TrainingSettings) sets them.
@@ -444,7 +480,24 @@ def train_model_improved(model, train_loader, val_loader, optimizer, device, set
     return history
 
 
-# 02_pretraining.ipynb, cell 83 (section "Top-k and top-p sampling")
+# 02_pretraining.ipynb, cell 91 (section "What a step costs: FLOP/s and memory")
+def training_memory(model, batch_size, n_tokens):
+    """Bytes a float32 training step of a GPTModel holds, by part: the weights (4 bytes a parameter), the
+    gradients and AdamW's two moments (4 and 8 bytes a trainable parameter), and the activations backward
+    needs. The activations are counted for training as this chapter does on the CPU: with dropout
+    (drop_rate > 0; without it no masks are kept) and attention computed step by step (fused attention on a
+    GPU keeps less), at batches of 2 or more (at batch 1 a view kept for backward holds on to all of the
+    queries, keys and values)."""
+    cfg = model.cfg
+    n_parameters = sum(parameter.numel() for parameter in model.parameters())
+    n_trainable = sum(parameter.numel() for parameter in model.parameters() if parameter.requires_grad)
+    d, h = cfg.emb_dim, cfg.n_heads
+    values_per_token = cfg.n_layers * (18 * d + 3 * h * n_tokens) + 3 * d + cfg.vocab_size
+    return {"weights": 4 * n_parameters, "gradients": 4 * n_trainable, "AdamW moments": 8 * n_trainable,
+            "activations": 4 * batch_size * n_tokens * values_per_token}
+
+
+# 02_pretraining.ipynb, cell 103 (section "Top-k and top-p sampling")
 def top_k_filter(logits, top_k):
     """Set all but the `top_k` largest logits (along the last axis) to -inf."""
     kth_largest = torch.topk(logits, min(top_k, logits.shape[-1]), dim=-1).values[..., -1:]
@@ -461,7 +514,7 @@ def top_p_filter(probabilities, top_p):
     return kept / kept.sum(dim=-1, keepdim=True)
 
 
-# 02_pretraining.ipynb, cell 86 (section "A penalty for repeating")
+# 02_pretraining.ipynb, cell 106 (section "A penalty for repeating")
 def penalize_repetition(scores, token_ids, penalty):
     """Make the tokens already in each row of token_ids (batch, n_tokens) less likely in scores (batch, vocab):
     divide their scores by `penalty` where positive, multiply where negative (CTRL's repetition penalty)."""
@@ -470,7 +523,7 @@ def penalize_repetition(scores, token_ids, penalty):
     return scores.scatter(1, token_ids, seen)
 
 
-# 02_pretraining.ipynb, cell 90 (section "8. A key/value cache for fast generation")
+# 02_pretraining.ipynb, cell 110 (section "8. A key/value cache for fast generation")
 def cached_attention(attn, x, layer_cache):
     """CausalSelfAttention `attn` on new tokens x, attending also to the cached (keys, values) of earlier ones."""
     batch, n_new, emb_dim = x.shape
@@ -506,7 +559,7 @@ def forward_with_cache(model, token_ids, cache=None):
     return model.out_head(model.final_norm(x)), new_cache
 
 
-# 02_pretraining.ipynb, cell 94 (section "One `generate` for everything")
+# 02_pretraining.ipynb, cell 114 (section "One `generate` for everything")
 def sample_next_token(logits, temperature=0.0, top_k=None, top_p=None, generator=None):
     """Pick the next token from (batch, vocab) logits: greedy if temperature == 0, else sample."""
     # Below the smallest normal number of the logits' dtype (1.2e-38 in float32) a temperature can round to
@@ -585,7 +638,7 @@ def generate(model, token_ids, max_new_tokens, context_length=None, temperature=
     return token_ids
 
 
-# 02_pretraining.ipynb, cell 105 (section "Beam search")
+# 02_pretraining.ipynb, cell 125 (section "Beam search")
 @torch.inference_mode()
 def beam_search(model, token_ids, max_new_tokens, num_beams=4, length_penalty=1.0, early_stopping=False,
                 eos_id=None, repetition_penalty=1.0):
@@ -632,7 +685,7 @@ def beam_search(model, token_ids, max_new_tokens, num_beams=4, length_penalty=1.
     return finished[0][1].unsqueeze(0) if finished else token_ids
 
 
-# 02_pretraining.ipynb, cell 110 (section "Many prompts at once, and a cache written in place")
+# 02_pretraining.ipynb, cell 130 (section "Many prompts at once, and a cache written in place")
 class KVCache:
     """Keys and values of every block for a batch of sequences, allocated once for `max_tokens` tokens and
     written in place: each step fills the next free slots. `is_token` is False where a row is padded."""
@@ -658,7 +711,7 @@ def padding_and_positions(is_token, start):
     return positions, allowed
 
 
-# 02_pretraining.ipynb, cell 114 (section "Many prompts at once, and a cache written in place")
+# 02_pretraining.ipynb, cell 134 (section "Many prompts at once, and a cache written in place")
 def forward_into_cache(model, token_ids, is_token, cache):
     """Logits at the last slot of token_ids (batch, n_new), which follow the tokens in `cache`; writes their
     keys and values into it. is_token (batch, n_new): False where a row is padded. For inference only."""
@@ -682,7 +735,7 @@ def forward_into_cache(model, token_ids, is_token, cache):
     return model.out_head(model.final_norm(x[:, -1]))  # the last slot only: (batch, vocab_size)
 
 
-# 02_pretraining.ipynb, cell 116 (section "Many prompts at once, and a cache written in place")
+# 02_pretraining.ipynb, cell 136 (section "Many prompts at once, and a cache written in place")
 @torch.inference_mode()
 def generate_batch(model, prompts, max_new_tokens, temperature=0.0, top_k=None, top_p=None, eos_id=None,
                    seed=None):
@@ -737,7 +790,7 @@ def generate_batch(model, prompts, max_new_tokens, temperature=0.0, top_k=None, 
     return outputs
 
 
-# 02_pretraining.ipynb, cell 124 (section "bf16 weights, where they read faster")
+# 02_pretraining.ipynb, cell 144 (section "bf16 weights, where they read faster")
 def bf16_weights(model):
     """A copy of `model` whose linear layers hold bf16 weights and biases, for generate_batch."""
     # copy.deepcopy takes an object's copy from `memo` where it holds one: the linear layers' float32 weights
@@ -749,7 +802,7 @@ def bf16_weights(model):
     return copy.deepcopy(model, memo=bf16_versions)
 
 
-# 02_pretraining.ipynb, cell 130 (section "9. Checkpoints: load for inference, resume training")
+# 02_pretraining.ipynb, cell 150 (section "9. Checkpoints: load for inference, resume training")
 def load_checkpoint(path, device="cpu"):
     """Read a checkpoint written by save_checkpoint, safely (tensors and plain values only), and check it
     (check_checkpoint); a ValueError naming the file if it holds code, is damaged, or is no such checkpoint."""
@@ -833,7 +886,7 @@ def model_from_checkpoint(checkpoint, device="cpu"):
     return model
 
 
-# 02_pretraining.ipynb, cell 134 (section "9. Checkpoints: load for inference, resume training")
+# 02_pretraining.ipynb, cell 154 (section "9. Checkpoints: load for inference, resume training")
 def check_resumable(checkpoint, model, optimizer, schedule):
     """Raise ValueError, naming what differs, unless train_model_improved can continue `checkpoint` with this
     model (the GPTModel), optimizer and schedule (the dict TrainingSettings.schedule gives); change nothing."""
@@ -866,10 +919,11 @@ def check_resumable(checkpoint, model, optimizer, schedule):
     own_groups = [len(group["params"]) for group in optimizer.param_groups]
     if saved_groups != own_groups:
         raise ValueError(f"the checkpoint's optimizer has parameter groups of {saved_groups} tensors, this one "
-                         f"{own_groups}: build the optimizer as the run did (make_optimizer)")
+                         f"{own_groups}: build the optimizer as the run did (make_optimizer; before it had two groups, "
+                         "decayed and not, it had one)")
 
 
-# 02_pretraining.ipynb, cell 136 (section "9. Checkpoints: load for inference, resume training")
+# 02_pretraining.ipynb, cell 156 (section "9. Checkpoints: load for inference, resume training")
 def process_rng_states():
     """In a distributed run, every process's random state, by rank; None in a single process. Every
     process must call it (it gathers from all of them)."""
@@ -923,7 +977,7 @@ def resume_training(checkpoint, model, optimizer, scaler, schedule):
             checkpoint["epoch"] + 1)
 
 
-# 02_pretraining.ipynb, cell 143 (section "10. Several GPUs: distributed data parallel")
+# 02_pretraining.ipynb, cell 163 (section "10. Several GPUs: distributed data parallel")
 def setup_distributed(use_cuda=None):
     """Join the process group that torchrun describes in the environment; return this process's device:
     its own GPU (NCCL), or the CPU (gloo). use_cuda: None means "where PyTorch sees a GPU". Outside
@@ -951,7 +1005,7 @@ def distributed_loader(dataset, batch_size, seed=0):
     return DataLoader(dataset, batch_size=batch_size, sampler=sampler, drop_last=True)
 
 
-# 02_pretraining.ipynb, cell 146 (section "Appendix: a cheaper dropout draw on the CPU")
+# 02_pretraining.ipynb, cell 166 (section "Appendix: a cheaper dropout draw on the CPU")
 def fast_dropout(x, p, training=True):
     """Dropout: zero each entry with probability p, scale the others by 1/(1 - p). Cheaper on the CPU."""
     if not training or p == 0.0:
@@ -979,7 +1033,7 @@ def causal_attention_with_dropout(queries, keys, values, p):
     return fast_dropout(weights, p) @ values
 
 
-# 02_pretraining.ipynb, cell 152 (section "Appendix: a cheaper dropout draw on the CPU")
+# 02_pretraining.ipynb, cell 172 (section "Appendix: a cheaper dropout draw on the CPU")
 class FastCausalSelfAttention(CausalSelfAttention):
     """CausalSelfAttention whose attention dropout, when training on a CPU, uses fast_dropout."""
 
@@ -1006,7 +1060,7 @@ def with_fast_dropout(model):
     return model
 
 
-# 02_pretraining.ipynb, cell 157 (section "Appendix: keeping freed memory for reuse (Linux)")
+# 02_pretraining.ipynb, cell 177 (section "Appendix: keeping freed memory for reuse (Linux)")
 def reuse_freed_memory(keep_bytes=1 << 30):
     """Make glibc's malloc keep freed memory for reuse instead of returning it to the system (Linux).
 

@@ -129,7 +129,9 @@ def add_pretrain_command(commands):
     pretrain.add_argument("--drop-rate", type=non_negative, default=0.1, help="dropout (default: 0.1)")
     pretrain.add_argument("--batch-size", type=positive_int, default=2,
                           help="windows per batch and process (default: 2)")
-    pretrain.add_argument("--weight-decay", type=non_negative, default=0.1, help="AdamW weight decay (default: 0.1)")
+    pretrain.add_argument("--weight-decay", type=non_negative, default=0.1,
+                          help="AdamW weight decay of the weight matrices and embeddings; biases and layer norms "
+                               "are not decayed (default: 0.1)")
     pretrain.add_argument("--val-fraction", type=fraction, default=0.1,
                           help="share of the text held out (default: 0.1)")
     for option, keywords in TRAINING_OPTIONS.values():

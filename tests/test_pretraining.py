@@ -337,10 +337,12 @@ def test_make_optimizer_is_fused_and_takes_only_trainable_parameters(nb02):
     model = tiny_model(nb02, tie_weights=False)
     model.tok_emb.weight.requires_grad_(False)
     optimizer = nb02.make_optimizer(model, lr=1e-3, weight_decay=0.1)
-    group = optimizer.param_groups[0]
-    assert group["fused"] and group["lr"] == 1e-3 and group["weight_decay"] == 0.1
-    assert len(group["params"]) == sum(parameter.requires_grad for parameter in model.parameters())
-    assert all(parameter is not model.tok_emb.weight for parameter in group["params"])
+    decayed, not_decayed = optimizer.param_groups  # the matrices and embeddings, and the rest (parameter_groups)
+    assert all(group["fused"] and group["lr"] == 1e-3 for group in optimizer.param_groups)
+    assert decayed["weight_decay"] == 0.1 and not_decayed["weight_decay"] == 0.0
+    in_groups = decayed["params"] + not_decayed["params"]
+    assert len(in_groups) == sum(parameter.requires_grad for parameter in model.parameters())
+    assert all(parameter is not model.tok_emb.weight for parameter in in_groups)
 
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16", "fp16"])
