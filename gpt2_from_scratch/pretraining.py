@@ -919,8 +919,8 @@ def check_resumable(checkpoint, model, optimizer, schedule):
     own_groups = [len(group["params"]) for group in optimizer.param_groups]
     if saved_groups != own_groups:
         raise ValueError(f"the checkpoint's optimizer has parameter groups of {saved_groups} tensors, this one "
-                         f"{own_groups}: build the optimizer as the run did (make_optimizer; before it had two groups, "
-                         "decayed and not, it had one)")
+                         f"{own_groups}: build the optimizer as the run did (make_optimizer makes two, decayed and not; "
+                         "torch.optim.AdamW(model.parameters()) makes one)")
 
 
 # 02_pretraining.ipynb, cell 156 (section "9. Checkpoints: load for inference, resume training")
