@@ -20,34 +20,18 @@ that costs.
 from __future__ import annotations
 
 import argparse
-import time
 
 import torch
 import torch.nn.functional as F
 
+from gpt2_from_scratch.pretraining import fastest_seconds, matmul_flops_per_second  # 02, section 6
+
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
 
-def fastest_seconds(function, repeats, device):
-    """The shortest wall time of `repeats` calls of function(), after one call to warm up (on a GPU, each
-    call waited for: its kernels run asynchronously). The fastest, not the median: a limit is what the
-    hardware can reach, and a busy or throttled moment only ever makes a call slower."""
-    finish = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
-    function()
-    finish()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        finish()
-        times.append(time.perf_counter() - start)
-    return min(times)
-
-
 def matmul_gflops(dtype, size, repeats, device):
-    """GFLOP/s of an n x n by n x n matrix product (n = size): 2·n³ operations per product."""
-    a, b = (torch.randn(size, size, device=device).to(dtype) for _ in range(2))
-    return 2 * size ** 3 / fastest_seconds(lambda: a @ b, repeats, device) / 1e9
+    """GFLOP/s of an n x n by n x n matrix product (n = size): 2·n³ operations per product, as 02 times it."""
+    return matmul_flops_per_second(dtype, device, size, repeats) / 1e9
 
 
 def matvec_rates(dtype, rows, cols, repeats, device):
@@ -55,7 +39,7 @@ def matvec_rates(dtype, rows, cols, repeats, device):
     layer computes one token."""
     weight = torch.randn(rows, cols, device=device).to(dtype)
     x = torch.randn(1, cols, device=device).to(dtype)
-    seconds = fastest_seconds(lambda: F.linear(x, weight), repeats, device)
+    seconds = fastest_seconds(lambda: F.linear(x, weight), device, repeats)
     return weight.numel() * weight.element_size() / seconds / 1e9, weight.numel() / seconds / 1e9
 
 

@@ -12,13 +12,14 @@ __all__ = [
     "train_model_simple", "parameter_groups", "make_optimizer", "add_perplexity_axis", "plot_losses",
     "reinit_embeddings", "learning_rate_at", "content_sha256", "save_checkpoint", "checksum_path",
     "is_distributed", "is_main_process", "unwrap_model", "MUST_MATCH", "MAY_CHANGE", "TrainingSettings",
-    "accumulate_gradients", "train_model_improved", "training_memory", "top_k_filter", "top_p_filter",
-    "penalize_repetition", "cached_attention", "forward_with_cache", "sample_next_token", "check_prompt",
-    "check_decoding_options", "generate", "beam_search", "KVCache", "padding_and_positions", "forward_into_cache",
-    "generate_batch", "bf16_weights", "load_checkpoint", "check_checkpoint", "config_from_checkpoint",
-    "model_from_checkpoint", "check_resumable", "process_rng_states", "restore_rng_state", "save_for_resuming",
-    "resume_training", "setup_distributed", "distributed_loader", "fast_dropout", "FastDropout",
-    "causal_attention_with_dropout", "FastCausalSelfAttention", "with_fast_dropout", "reuse_freed_memory",
+    "accumulate_gradients", "train_model_improved", "wait_for", "fastest_seconds", "matmul_flops_per_second",
+    "training_memory", "top_k_filter", "top_p_filter", "penalize_repetition", "cached_attention",
+    "forward_with_cache", "sample_next_token", "check_prompt", "check_decoding_options", "generate",
+    "beam_search", "KVCache", "padding_and_positions", "forward_into_cache", "generate_batch", "bf16_weights",
+    "load_checkpoint", "check_checkpoint", "config_from_checkpoint", "model_from_checkpoint", "check_resumable",
+    "process_rng_states", "restore_rng_state", "save_for_resuming", "resume_training", "setup_distributed",
+    "distributed_loader", "fast_dropout", "FastDropout", "causal_attention_with_dropout",
+    "FastCausalSelfAttention", "with_fast_dropout", "reuse_freed_memory",
 ]
 
 
@@ -32,6 +33,7 @@ import math
 import os
 import pickle
 import sys
+import time
 from dataclasses import asdict, fields
 from pathlib import Path
 
@@ -480,7 +482,39 @@ def train_model_improved(model, train_loader, val_loader, optimizer, device, set
     return history
 
 
-# 02_pretraining.ipynb, cell 91 (section "What a step costs: FLOP/s and memory")
+# 02_pretraining.ipynb, cell 88 (section "What a step costs: FLOP/s and memory")
+def wait_for(device):
+    """Wait for the device to finish what it was given (GPUs run asynchronously), so that a timer sees it."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()
+
+
+def fastest_seconds(function, device, repeats=10):
+    """The shortest wall time of `repeats` calls of function(), after one call to warm up, each call waited
+    for. The fastest, not the median: a limit is what the hardware can reach, and a busy moment only ever
+    makes a call slower."""
+    function()
+    wait_for(device)
+    fastest = math.inf
+    for _ in range(repeats):
+        start = time.perf_counter()
+        function()
+        wait_for(device)
+        fastest = min(fastest, time.perf_counter() - start)
+    return fastest
+
+
+def matmul_flops_per_second(dtype, device, size=2048, repeats=10):
+    """The machine's rate for one size x size matrix product in dtype on device: 2 x size**3 FLOPs over
+    fastest_seconds."""
+    a, b = (torch.randn(size, size, device=device).to(dtype) for _ in range(2))
+    return 2 * size**3 / fastest_seconds(lambda: a @ b, device, repeats)
+
+
+# 02_pretraining.ipynb, cell 93 (section "What a step costs: FLOP/s and memory")
 def training_memory(model, batch_size, n_tokens):
     """Bytes a float32 training step of a GPTModel holds, by part: the weights (4 bytes a parameter), the
     gradients and AdamW's two moments (4 and 8 bytes a trainable parameter), and the activations backward
@@ -497,7 +531,7 @@ def training_memory(model, batch_size, n_tokens):
             "activations": 4 * batch_size * n_tokens * values_per_token}
 
 
-# 02_pretraining.ipynb, cell 103 (section "Top-k and top-p sampling")
+# 02_pretraining.ipynb, cell 105 (section "Top-k and top-p sampling")
 def top_k_filter(logits, top_k):
     """Set all but the `top_k` largest logits (along the last axis) to -inf."""
     kth_largest = torch.topk(logits, min(top_k, logits.shape[-1]), dim=-1).values[..., -1:]
@@ -514,7 +548,7 @@ def top_p_filter(probabilities, top_p):
     return kept / kept.sum(dim=-1, keepdim=True)
 
 
-# 02_pretraining.ipynb, cell 106 (section "A penalty for repeating")
+# 02_pretraining.ipynb, cell 108 (section "A penalty for repeating")
 def penalize_repetition(scores, token_ids, penalty):
     """Make the tokens already in each row of token_ids (batch, n_tokens) less likely in scores (batch, vocab):
     divide their scores by `penalty` where positive, multiply where negative (CTRL's repetition penalty)."""
@@ -523,7 +557,7 @@ def penalize_repetition(scores, token_ids, penalty):
     return scores.scatter(1, token_ids, seen)
 
 
-# 02_pretraining.ipynb, cell 110 (section "8. A key/value cache for fast generation")
+# 02_pretraining.ipynb, cell 112 (section "8. A key/value cache for fast generation")
 def cached_attention(attn, x, layer_cache):
     """CausalSelfAttention `attn` on new tokens x, attending also to the cached (keys, values) of earlier ones."""
     batch, n_new, emb_dim = x.shape
@@ -559,7 +593,7 @@ def forward_with_cache(model, token_ids, cache=None):
     return model.out_head(model.final_norm(x)), new_cache
 
 
-# 02_pretraining.ipynb, cell 114 (section "One `generate` for everything")
+# 02_pretraining.ipynb, cell 116 (section "One `generate` for everything")
 def sample_next_token(logits, temperature=0.0, top_k=None, top_p=None, generator=None):
     """Pick the next token from (batch, vocab) logits: greedy if temperature == 0, else sample."""
     # Below the smallest normal number of the logits' dtype (1.2e-38 in float32) a temperature can round to
@@ -638,7 +672,7 @@ def generate(model, token_ids, max_new_tokens, context_length=None, temperature=
     return token_ids
 
 
-# 02_pretraining.ipynb, cell 125 (section "Beam search")
+# 02_pretraining.ipynb, cell 127 (section "Beam search")
 @torch.inference_mode()
 def beam_search(model, token_ids, max_new_tokens, num_beams=4, length_penalty=1.0, early_stopping=False,
                 eos_id=None, repetition_penalty=1.0):
@@ -685,7 +719,7 @@ def beam_search(model, token_ids, max_new_tokens, num_beams=4, length_penalty=1.
     return finished[0][1].unsqueeze(0) if finished else token_ids
 
 
-# 02_pretraining.ipynb, cell 130 (section "Many prompts at once, and a cache written in place")
+# 02_pretraining.ipynb, cell 132 (section "Many prompts at once, and a cache written in place")
 class KVCache:
     """Keys and values of every block for a batch of sequences, allocated once for `max_tokens` tokens and
     written in place: each step fills the next free slots. `is_token` is False where a row is padded."""
@@ -711,7 +745,7 @@ def padding_and_positions(is_token, start):
     return positions, allowed
 
 
-# 02_pretraining.ipynb, cell 134 (section "Many prompts at once, and a cache written in place")
+# 02_pretraining.ipynb, cell 136 (section "Many prompts at once, and a cache written in place")
 def forward_into_cache(model, token_ids, is_token, cache):
     """Logits at the last slot of token_ids (batch, n_new), which follow the tokens in `cache`; writes their
     keys and values into it. is_token (batch, n_new): False where a row is padded. For inference only."""
@@ -735,7 +769,7 @@ def forward_into_cache(model, token_ids, is_token, cache):
     return model.out_head(model.final_norm(x[:, -1]))  # the last slot only: (batch, vocab_size)
 
 
-# 02_pretraining.ipynb, cell 136 (section "Many prompts at once, and a cache written in place")
+# 02_pretraining.ipynb, cell 138 (section "Many prompts at once, and a cache written in place")
 @torch.inference_mode()
 def generate_batch(model, prompts, max_new_tokens, temperature=0.0, top_k=None, top_p=None, eos_id=None,
                    seed=None):
@@ -790,7 +824,7 @@ def generate_batch(model, prompts, max_new_tokens, temperature=0.0, top_k=None, 
     return outputs
 
 
-# 02_pretraining.ipynb, cell 144 (section "bf16 weights, where they read faster")
+# 02_pretraining.ipynb, cell 146 (section "bf16 weights, where they read faster")
 def bf16_weights(model):
     """A copy of `model` whose linear layers hold bf16 weights and biases, for generate_batch."""
     # copy.deepcopy takes an object's copy from `memo` where it holds one: the linear layers' float32 weights
@@ -802,7 +836,7 @@ def bf16_weights(model):
     return copy.deepcopy(model, memo=bf16_versions)
 
 
-# 02_pretraining.ipynb, cell 150 (section "9. Checkpoints: load for inference, resume training")
+# 02_pretraining.ipynb, cell 152 (section "9. Checkpoints: load for inference, resume training")
 def load_checkpoint(path, device="cpu"):
     """Read a checkpoint written by save_checkpoint, safely (tensors and plain values only), and check it
     (check_checkpoint); a ValueError naming the file if it holds code, is damaged, or is no such checkpoint."""
@@ -886,7 +920,7 @@ def model_from_checkpoint(checkpoint, device="cpu"):
     return model
 
 
-# 02_pretraining.ipynb, cell 154 (section "9. Checkpoints: load for inference, resume training")
+# 02_pretraining.ipynb, cell 156 (section "9. Checkpoints: load for inference, resume training")
 def check_resumable(checkpoint, model, optimizer, schedule):
     """Raise ValueError, naming what differs, unless train_model_improved can continue `checkpoint` with this
     model (the GPTModel), optimizer and schedule (the dict TrainingSettings.schedule gives); change nothing."""
@@ -923,7 +957,7 @@ def check_resumable(checkpoint, model, optimizer, schedule):
                          "torch.optim.AdamW(model.parameters()) makes one)")
 
 
-# 02_pretraining.ipynb, cell 156 (section "9. Checkpoints: load for inference, resume training")
+# 02_pretraining.ipynb, cell 158 (section "9. Checkpoints: load for inference, resume training")
 def process_rng_states():
     """In a distributed run, every process's random state, by rank; None in a single process. Every
     process must call it (it gathers from all of them)."""
@@ -977,7 +1011,7 @@ def resume_training(checkpoint, model, optimizer, scaler, schedule):
             checkpoint["epoch"] + 1)
 
 
-# 02_pretraining.ipynb, cell 163 (section "10. Several GPUs: distributed data parallel")
+# 02_pretraining.ipynb, cell 165 (section "10. Several GPUs: distributed data parallel")
 def setup_distributed(use_cuda=None):
     """Join the process group that torchrun describes in the environment; return this process's device:
     its own GPU (NCCL), or the CPU (gloo). use_cuda: None means "where PyTorch sees a GPU". Outside
@@ -1005,7 +1039,7 @@ def distributed_loader(dataset, batch_size, seed=0):
     return DataLoader(dataset, batch_size=batch_size, sampler=sampler, drop_last=True)
 
 
-# 02_pretraining.ipynb, cell 166 (section "Appendix: a cheaper dropout draw on the CPU")
+# 02_pretraining.ipynb, cell 168 (section "Appendix: a cheaper dropout draw on the CPU")
 def fast_dropout(x, p, training=True):
     """Dropout: zero each entry with probability p, scale the others by 1/(1 - p). Cheaper on the CPU."""
     if not training or p == 0.0:
@@ -1033,7 +1067,7 @@ def causal_attention_with_dropout(queries, keys, values, p):
     return fast_dropout(weights, p) @ values
 
 
-# 02_pretraining.ipynb, cell 172 (section "Appendix: a cheaper dropout draw on the CPU")
+# 02_pretraining.ipynb, cell 174 (section "Appendix: a cheaper dropout draw on the CPU")
 class FastCausalSelfAttention(CausalSelfAttention):
     """CausalSelfAttention whose attention dropout, when training on a CPU, uses fast_dropout."""
 
@@ -1060,7 +1094,7 @@ def with_fast_dropout(model):
     return model
 
 
-# 02_pretraining.ipynb, cell 177 (section "Appendix: keeping freed memory for reuse (Linux)")
+# 02_pretraining.ipynb, cell 179 (section "Appendix: keeping freed memory for reuse (Linux)")
 def reuse_freed_memory(keep_bytes=1 << 30):
     """Make glibc's malloc keep freed memory for reuse instead of returning it to the system (Linux).
 

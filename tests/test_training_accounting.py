@@ -1,6 +1,7 @@
 """02's AdamW parameter groups, its perplexity axis and its training-memory prediction, on the notebook's own code."""
 
 import math
+import time
 
 import matplotlib
 import numpy as np
@@ -159,3 +160,17 @@ def test_the_state_is_4_bytes_a_weight_and_12_a_trainable_one(nb02):
     trainable = every - model.pos_emb.weight.numel()
     memory = nb02.training_memory(model, batch_size=2, n_tokens=8)
     assert (memory["weights"], memory["gradients"], memory["AdamW moments"]) == (4 * every, 4 * trainable, 8 * trainable)
+
+
+# --- timing a step's limit ---------------------------------------------------------------------------------------
+
+def test_fastest_seconds_is_the_fastest_call_after_a_warm_up(nb02):
+    delays = iter([0.01, 0.2, 0.05, 0.2])  # the first call, the warm-up, is not timed (nor taken as the fastest)
+    calls = []
+
+    def function():
+        calls.append(None)
+        time.sleep(next(delays))
+
+    fastest = nb02.fastest_seconds(function, "cpu", repeats=3)
+    assert len(calls) == 4 and 0.05 <= fastest < 0.2
